@@ -1,0 +1,34 @@
+"""Settings: built-in defaults, overridden by TOKENHUB_EMULATOR_* environment variables, overridden by flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "TOKENHUB_EMULATOR_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    scenarios: list[Path] = field(default_factory=list)
+    seed: int = 0
+    log_level: str = "info"
+    api_keys: list[str] = field(default_factory=list)  # empty: any non-empty key is accepted
+    max_body_bytes: int = 10 * 1024 * 1024
+    fallback: str = "generate"  # what to answer when no rule matches: generate | error
+
+
+def env_name(setting: str) -> str:
+    return ENV_PREFIX + setting.upper()
+
+
+def env_default(setting: str, default: str | None = None) -> str | None:
+    return os.environ.get(env_name(setting), default)
+
+
+def split_list(value: str | None, separator: str = ",") -> list[str]:
+    return [item.strip() for item in (value or "").split(separator) if item.strip()]

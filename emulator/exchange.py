@@ -1,0 +1,146 @@
+"""The protocol-neutral meeting point: what a request asks (Exchange) and what the emulator answers (Reply or Failure).
+
+Protocol adapters build an Exchange from their wire format and render a Reply back into it;
+the scenario engine only ever sees these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+Role = Literal["system", "user", "assistant", "tool"]
+Protocol = Literal["chat", "responses", "messages"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the assistant makes; `arguments` is the JSON text exactly as sent on the wire."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool's answer to an earlier call; `name` is resolved from the call it answers."""
+
+    call_id: str
+    name: str | None
+    content: str
+
+
+@dataclass
+class Message:
+    role: Role
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_result: ToolResult | None = None
+    reasoning: str | None = None
+    parts: list[dict[str, Any]] = field(default_factory=list)  # non-text content parts (images, files)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)  # JSON Schema of the arguments
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "function"] = "auto"
+    name: str | None = None  # set when mode == "function"
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: Mapping[str, Any] | None = None
+    name: str | None = None
+
+
+@dataclass
+class Exchange:
+    """One request, seen the same way whichever protocol carried it."""
+
+    protocol: Protocol
+    model: str  # the model that serves the request, after alias resolution
+    messages: list[Message]
+    requested_model: str = ""  # what the client sent in `model`
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel_tool_calls: bool = True
+    stream: bool = False
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    seed: int | None = None
+    reasoning: bool = False  # the client asked for thinking on a model that can think
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
+    body: Mapping[str, Any] = field(default_factory=dict)  # the request body as parsed JSON
+    api_key: str = ""
+
+    @property
+    def system(self) -> str:
+        return "\n".join(m.text for m in self.messages if m.role == "system")
+
+    @property
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text
+        return ""
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        return [m.tool_result for m in self.messages if m.tool_result is not None]
+
+    @property
+    def turn(self) -> int:
+        """1 for the first user message, 2 after one assistant answer and a new user message, …"""
+        return sum(1 for m in self.messages if m.role == "user")
+
+
+@dataclass(frozen=True)
+class UsageOverride:
+    """Token counts a scenario pins; None means "estimate it"."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclass
+class Choice:
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    refusal: str | None = None
+    finish_reason: str | None = None  # None: derived (tool_calls / length / stop)
+
+
+@dataclass
+class Reply:
+    """What the assistant answers: one Choice per requested `n`."""
+
+    choices: list[Choice]
+    usage: UsageOverride = field(default_factory=UsageOverride)
+    rule: str | None = None  # name of the scenario rule that produced it, for the journal
+
+
+@dataclass
+class Failure:
+    """An error answer chosen by a scenario or raised by validation."""
+
+    status: int
+    message: str
+    type: str | None = None  # None: the profile's error table decides
+    code: str | None = None
+    param: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    rule: str | None = None

@@ -1,0 +1,183 @@
+"""Rules in order → the first that matches answers; otherwise the fallback (generated text or an error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from emulator.exchange import Exchange, Failure, Reply
+from emulator.scenarios.actions import Run
+from emulator.scenarios.matchers import AllOf, Condition
+from emulator.scenarios.schema import DEFAULT_SENTENCES, FALLBACKS, DeclaredModel, Rule, Scenario, ScenarioSettings
+
+if TYPE_CHECKING:
+    from emulator.generate import Generator
+
+SCOPE_HEADER = "x-emulator-test-id"
+NEAREST_SHOWN = 3
+
+ReplyGenerator = Callable[..., Reply]  # generated_reply(exchange, generator, *, sentences) -> Reply
+
+
+@dataclass(frozen=True)
+class RuleMiss:
+    """Why one rule did not match a request."""
+
+    rule: str
+    file: str
+    line: int
+    satisfied: int  # top-level conditions that held
+    total: int
+    reasons: tuple[str, ...]
+
+    def __str__(self) -> str:
+        where = f"{Path(self.file).name}:{self.line}"
+        return f"{self.rule!r} ({where}, {self.satisfied} of {self.total} conditions hold): {'; '.join(self.reasons)}"
+
+
+class State:
+    """Sequence counters, keyed by (scope, rule key) so that parallel tests can be isolated by scope."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def next(self, scope: str, key: str) -> int:
+        """How many times the rule answered in this scope before now; counts this time."""
+        count = self._counts.get((scope, key), 0)
+        self._counts[(scope, key)] = count + 1
+        return count
+
+    def count(self, scope: str, key: str) -> int:
+        return self._counts.get((scope, key), 0)
+
+    def reset(self, scope: str | None = None) -> None:
+        if scope is None:
+            self._counts.clear()
+        else:
+            for key in [k for k in self._counts if k[0] == scope]:
+                del self._counts[key]
+
+
+def merged_settings(scenarios: Sequence[Scenario], fallback: str = "generate") -> ScenarioSettings:
+    """For each setting, the first scenario that sets it wins; `fallback` is used when none does."""
+
+    def first(name: str) -> object:
+        return next((getattr(s.settings, name) for s in scenarios if getattr(s.settings, name) is not None), None)
+
+    return ScenarioSettings(
+        fallback=first("fallback") or fallback,
+        locale=first("locale"),  # type: ignore[arg-type]
+        sentences=first("sentences") or DEFAULT_SENTENCES,  # type: ignore[arg-type]
+    )
+
+
+class Engine:
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        *,
+        generator: Generator,
+        fallback: str = "generate",
+        reply_generator: ReplyGenerator | None = None,
+    ) -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+        if reply_generator is None:
+            from emulator.generate import generated_reply
+
+            reply_generator = generated_reply
+        self.generator = generator
+        self.state = State()
+        self._default_fallback = fallback
+        self._reply_generator = reply_generator
+        self.replace(scenarios)
+
+    def replace(self, scenarios: Sequence[Scenario]) -> None:
+        """Swap in reloaded scenarios; sequence counters start over."""
+        self.scenarios = list(scenarios)
+        self.settings = merged_settings(self.scenarios, self._default_fallback)
+        self._rules: list[tuple[Rule, ScenarioSettings]] = [
+            (rule, _own_settings(scenario.settings, self.settings))
+            for scenario in self.scenarios
+            for rule in scenario.rules
+        ]
+        self.state.reset()
+
+    @property
+    def rules(self) -> list[Rule]:
+        return [rule for rule, _ in self._rules]
+
+    @property
+    def fallback(self) -> str:
+        return self.settings.fallback or self._default_fallback
+
+    @property
+    def declared_models(self) -> list[DeclaredModel]:
+        """Models the scenarios declare, in load order; the first declaration of an id wins."""
+        models: dict[str, DeclaredModel] = {}
+        for scenario in self.scenarios:
+            for model in scenario.models:
+                models.setdefault(model.id, model)
+        return list(models.values())
+
+    def reset(self, scope: str | None = None) -> None:
+        """Clear sequence counters of one scope (the x-emulator-test-id header value), or of all."""
+        self.state.reset(scope)
+
+    def match(self, exchange: Exchange) -> Rule | None:
+        return next((rule for rule, _ in self._rules if rule.when.matches(exchange)), None)
+
+    def respond(self, exchange: Exchange) -> Reply | Failure:
+        scope = exchange.headers.get(SCOPE_HEADER, "")
+        for rule, settings in self._rules:
+            if rule.when.matches(exchange):
+                run = Run(
+                    exchange=exchange,
+                    generator=self.generator,
+                    rule=rule.name,
+                    key=rule.key,
+                    captures=rule.when.captures(exchange),
+                    sentences=settings.sentences or DEFAULT_SENTENCES,
+                    locale=settings.locale,
+                    next_count=lambda key=rule.key: self.state.next(scope, key),
+                )
+                return rule.action.run(run)
+        if self.fallback == "error":
+            return Failure(status=400, message=self._no_match_message(exchange))
+        sentences = self.settings.sentences or DEFAULT_SENTENCES
+        return self._reply_generator(exchange, self.generator, sentences=sentences)
+
+    def explain(self, exchange: Exchange) -> list[RuleMiss]:
+        """Every rule that does not match, nearest first (most top-level conditions satisfied)."""
+        misses = []
+        for order, (rule, _) in enumerate(self._rules):
+            conditions = _top_level(rule.when)
+            failed = [reason for c in conditions if (reason := c.explain(exchange)) is not None]
+            if not failed:
+                continue
+            satisfied = len(conditions) - len(failed)
+            miss = RuleMiss(rule.name, rule.file, rule.pos.line, satisfied, len(conditions), tuple(failed))
+            misses.append((-satisfied, len(failed), order, miss))
+        return [entry[-1] for entry in sorted(misses, key=lambda entry: entry[:3])]
+
+    def _no_match_message(self, exchange: Exchange) -> str:
+        if not self._rules:
+            return "No scenario rule matched this request: no rules are loaded."
+        nearest = self.explain(exchange)[:NEAREST_SHOWN]
+        listed = " ".join(f"{i}) {miss}." for i, miss in enumerate(nearest, start=1))
+        return f"No scenario rule matched this request. Nearest rules: {listed}"
+
+
+def _own_settings(own: ScenarioSettings, merged: ScenarioSettings) -> ScenarioSettings:
+    """A rule's generated text follows its own scenario's settings, then the merged ones."""
+    return ScenarioSettings(
+        fallback=merged.fallback,
+        locale=own.locale or merged.locale,
+        sentences=own.sentences or merged.sentences,
+    )
+
+
+def _top_level(condition: Condition) -> tuple[Condition, ...]:
+    return condition.children if isinstance(condition, AllOf) else (condition,)

@@ -1,0 +1,288 @@
+"""Scenario files → Scenario objects, collecting every problem of a file before giving up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from emulator.scenarios.checks import INVALID, Checker, shown
+from emulator.scenarios.matchers import ALWAYS
+from emulator.scenarios.parse_actions import parse_action
+from emulator.scenarios.parse_when import parse_when
+from emulator.scenarios.problems import Pos, Problem, ProblemLog, ScenarioError
+from emulator.scenarios.schema import (
+    FALLBACKS,
+    KEYS,
+    MAX_SENTENCES,
+    DeclaredModel,
+    Rule,
+    Scenario,
+    ScenarioSettings,
+)
+from emulator.scenarios.yamlpos import YList, YMap, load_yaml, to_plain
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def parse_scenario(text: str, file: str = "<string>", name: str | None = None) -> Scenario:
+    """One scenario from YAML text; `file` is used in problems and rule keys. Raises ScenarioError."""
+    log = ProblemLog(file)
+    scenario = _parse(text, file, name, log)
+    problems = list(log.problems)
+    if scenario is not None:  # the rules that could be read, even when others could not
+        problems += unreachable_rules(list(scenario.rules))
+    if problems or scenario is None:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def load_scenario_file(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ScenarioError([Problem(str(path), 1, 1, f"the file is not UTF-8 text ({error.reason})")]) from None
+    except OSError as error:
+        raise ScenarioError([Problem(str(path), 1, 1, f"cannot read the file: {error.strerror or error}")]) from None
+    scenario = parse_scenario(text, str(path), path.stem)
+    return Scenario(
+        name=scenario.name,
+        path=path,
+        description=scenario.description,
+        models=scenario.models,
+        settings=scenario.settings,
+        rules=scenario.rules,
+    )
+
+
+def scenario_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
+    """Files in match order: each path as given, a folder's *.yaml / *.yml files sorted by name."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), 1, 1, "no such file or folder"))
+    return files, problems
+
+
+def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
+    """Every scenario in order; raises one ScenarioError listing the problems of all files."""
+    files, problems = scenario_files(paths)
+    scenarios: list[Scenario] = []
+    for file in files:
+        try:
+            scenarios.append(load_scenario_file(file))
+        except ScenarioError as error:
+            problems += error.problems
+    if not problems:
+        problems += unreachable_across_files(scenarios)
+    if problems:
+        raise ScenarioError(problems)
+    return scenarios
+
+
+def validate_paths(paths: Iterable[str | Path]) -> list[Problem]:
+    """What `tokenhub-emulator validate` prints: every problem, never raising."""
+    try:
+        load_scenarios(paths)
+    except ScenarioError as error:
+        return error.problems
+    return []
+
+
+# ---------------------------------------------------------------- unreachable rules
+
+
+def unreachable_rules(rules: list[Rule], earlier: Iterable[Rule] = ()) -> list[Problem]:
+    """Rules shadowed by an unconditional rule above them, or by one with exactly the same `when`."""
+    problems = []
+    seen: dict[str, Rule] = {rule.when_signature: rule for rule in reversed(list(earlier))}
+    catch_all = next((rule for rule in earlier if rule.unconditional), None)
+    for rule in rules:
+        shadow = catch_all or seen.get(rule.when_signature)
+        if shadow is not None:
+            where = "above it" if shadow.file == rule.file else f"in {shadow.file}, loaded before this file,"
+            why = "matches every request" if shadow.unconditional else "has the same conditions"
+            problems.append(
+                Problem(
+                    rule.file,
+                    rule.pos.line,
+                    rule.pos.column,
+                    f"rule {rule.name!r} can never match: rule {shadow.name!r} {where} {why}",
+                )
+            )
+        seen.setdefault(rule.when_signature, rule)
+        if rule.unconditional and catch_all is None:
+            catch_all = rule
+    return problems
+
+
+def unreachable_across_files(scenarios: list[Scenario]) -> list[Problem]:
+    problems: list[Problem] = []
+    earlier: list[Rule] = []
+    for scenario in scenarios:
+        rules = list(scenario.rules)
+        if earlier:
+            problems += [p for p in unreachable_rules(rules, earlier) if "loaded before" in p.message]
+        earlier += rules
+    return problems
+
+
+# ---------------------------------------------------------------- one file
+
+
+def _parse(text: str, file: str, name: str | None, log: ProblemLog) -> Scenario | None:
+    stem = name or Path(file).stem
+    document = load_yaml(text, log)
+    if log:
+        return None
+    check = Checker(log)
+    if document is None:
+        check.error(Pos(), "the file is empty; expected a mapping with 'rules' (or a list of rules)")
+        return None
+    if isinstance(document, YList):  # shorthand: the file is just its rules
+        return Scenario(name=stem, path=None, rules=_rules(check, document, document.pos, file, stem))
+    if not isinstance(document, YMap):
+        check.error(Pos(), f"the top level must be a mapping with 'rules' (or a list of rules), got {shown(document)}")
+        return None
+    check.keys(document, KEYS["scenario"], "at the top level")
+    get = document.get
+    title = check.text(get("name"), document.at("name"), "'name'", allow_empty=False) if "name" in document else stem
+    description = (
+        check.text(get("description"), document.at("description"), "'description'") if "description" in document else ""
+    )
+    models = _models(check, get("models"), document.at("models")) if "models" in document else ()
+    settings = (
+        _settings(check, get("settings"), document.at("settings")) if "settings" in document else ScenarioSettings()
+    )
+    rules = _rules(check, get("rules"), document.at("rules"), file, stem) if "rules" in document else ()
+    title = stem if title is INVALID else title
+    description = "" if description is INVALID else description
+    return Scenario(name=title, path=None, description=description, models=models, settings=settings, rules=rules)
+
+
+def _models(check: Checker, value: Any, pos: Pos) -> tuple[DeclaredModel, ...]:
+    items = check.items(value, pos, "'models'")
+    models: list[DeclaredModel] = []
+    first_seen: dict[str, Pos] = {}
+    for index, item in enumerate(items or []):
+        data = check.mapping(item, items.at(index), "each model", " with at least an id")
+        if data is None:
+            continue
+        check.keys(data, KEYS["model"], "in models")
+        if "id" not in data:
+            check.error(data.pos, "a model needs an 'id'")
+            continue
+        model_id = check.text(data["id"], data.at("id"), "'id' in models", allow_empty=False)
+        serves = (
+            check.text(data["serves"], data.at("serves"), "'serves'", allow_empty=False) if "serves" in data else None
+        )
+        reasoning = (
+            check.boolean(data["reasoning"], data.at("reasoning"), "'reasoning'") if "reasoning" in data else False
+        )
+        owned_by = (
+            check.text(data["owned_by"], data.at("owned_by"), "'owned_by'", allow_empty=False)
+            if "owned_by" in data
+            else None
+        )
+        if INVALID in (model_id, serves, reasoning, owned_by):
+            continue
+        if model_id in first_seen:
+            check.error(
+                data.at("id"), f"model {model_id!r} is declared twice (first at line {first_seen[model_id].line})"
+            )
+            continue
+        first_seen[model_id] = data.at("id")
+        models.append(DeclaredModel(id=model_id, serves=serves, reasoning=reasoning, owned_by=owned_by))
+    return tuple(models)
+
+
+def _settings(check: Checker, value: Any, pos: Pos) -> ScenarioSettings:
+    data = check.mapping(value, pos, "'settings'")
+    if data is None:
+        return ScenarioSettings()
+    check.keys(data, KEYS["settings"], "in settings")
+    fallback = (
+        check.choice(data["fallback"], data.at("fallback"), "'fallback'", FALLBACKS) if "fallback" in data else None
+    )
+    locale = _locale(check, data["locale"], data.at("locale")) if "locale" in data else None
+    sentences = _sentences(check, data["sentences"], data.at("sentences")) if "sentences" in data else None
+    return ScenarioSettings(
+        fallback=None if fallback is INVALID else fallback,
+        locale=None if locale is INVALID else locale,
+        sentences=None if sentences is INVALID else sentences,
+    )
+
+
+def _locale(check: Checker, value: Any, pos: Pos) -> Any:
+    locale = check.text(value, pos, "'locale'", allow_empty=False)
+    if locale is INVALID:
+        return INVALID
+    try:
+        from faker.config import AVAILABLE_LOCALES
+    except ImportError:  # without faker, any locale name is accepted
+        return locale
+    if locale not in AVAILABLE_LOCALES:
+        from emulator.scenarios.checks import suggestion
+
+        return check.error(pos, f"unknown locale {locale!r}{suggestion(locale, AVAILABLE_LOCALES)}")
+    return locale
+
+
+def _sentences(check: Checker, value: Any, pos: Pos) -> Any:
+    what = f"'sentences' must be an integer or a list [min, max] of integers between 1 and {MAX_SENTENCES}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = [value, value]
+    elif isinstance(value, YList) and len(value) == 2:
+        pair = list(value)
+    else:
+        return check.error(pos, f"{what}, got {shown(value)}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_SENTENCES for n in pair):
+        return check.error(pos, f"{what}, got {shown(to_plain(value))}")
+    if pair[0] > pair[1]:
+        return check.error(pos, f"'sentences' minimum ({pair[0]}) is greater than its maximum ({pair[1]})")
+    return (pair[0], pair[1])
+
+
+def _rules(check: Checker, value: Any, pos: Pos, file: str, stem: str) -> tuple[Rule, ...]:
+    items = check.items(value, pos, "'rules'", allow_empty=True)
+    rules: list[Rule] = []
+    names: dict[str, Pos] = {}
+    for index, item in enumerate(items or []):
+        item_pos = items.at(index)
+        data = check.mapping(item, item_pos, "each rule", " with when and reply, fail or sequence")
+        if data is None:
+            continue
+        check.keys(data, KEYS["rule"], "in rule")
+        name = f"{stem}#{index + 1}"
+        if "name" in data:
+            name = check.text(data["name"], data.at("name"), "'name' in rule", allow_empty=False)
+            if name is not INVALID and name in names:
+                check.error(data.at("name"), f"rule name {name!r} is used twice (first at line {names[name].line})")
+            elif name is not INVALID:
+                names[name] = data.at("name")
+        when = parse_when(check, data["when"], data.at("when")) if "when" in data else ALWAYS
+        action = parse_action(check, data)
+        if name is INVALID or action is None:
+            continue
+        raw_when = to_plain(data.get("when") or {})
+        rules.append(
+            Rule(
+                name=name,
+                key=f"{file}#{index + 1}",
+                when=when,
+                action=action,
+                file=file,
+                pos=item_pos,
+                unconditional=raw_when == {},
+                when_signature=json.dumps(raw_when, sort_keys=True, default=str),
+            )
+        )
+    return tuple(rules)

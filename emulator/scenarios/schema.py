@@ -1,0 +1,97 @@
+"""The scenario file format: its key tables (also checked against the JSON Schema) and the typed rule objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emulator.scenarios.actions import Action
+from emulator.scenarios.matchers import Condition
+from emulator.scenarios.problems import Pos
+
+# Allowed keys per kind of mapping. The names are the `$defs` of emulator/data/scenario.schema.json.
+KEYS: dict[str, tuple[str, ...]] = {
+    "scenario": ("name", "description", "models", "settings", "rules"),
+    "model": ("id", "serves", "reasoning", "owned_by"),
+    "settings": ("fallback", "locale", "sentences"),
+    "rule": ("name", "when", "reply", "fail", "sequence", "then"),
+    "when": (
+        "model",
+        "endpoint",
+        "last_user",
+        "system",
+        "tools",
+        "tool_result",
+        "turn",
+        "headers",
+        "body",
+        "messages",
+        "all",
+        "any",
+        "not",
+    ),
+    "textMatcher": ("equals", "contains", "starts_with", "ends_with", "regex", "ignore_case"),
+    "valueMatcher": ("equals", "contains", "starts_with", "ends_with", "regex", "ignore_case", "exists"),
+    "toolsMatcher": ("includes", "none"),
+    "toolResultMatcher": ("name", "call_id", "content"),
+    "jsonContent": ("json",),
+    "range": ("min", "max"),
+    "messagesMatcher": ("count",),
+    "reply": ("content", "reasoning", "tool_calls", "refusal", "finish_reason", "usage", "choices"),
+    "choice": ("content", "reasoning", "tool_calls", "refusal", "finish_reason"),
+    "toolCall": ("name", "arguments", "id"),
+    "usage": ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"),
+    "fail": ("status", "message", "type", "code", "param", "headers"),
+    "step": ("reply", "fail"),
+}
+TEXT_KINDS = ("equals", "contains", "starts_with", "ends_with", "regex")
+ACTIONS = ("reply", "fail", "sequence")
+
+# Allowed words per enumerated value.
+FALLBACKS = ("generate", "error")
+ENDPOINTS = ("chat", "responses", "messages")
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
+THEN_MODES = ("repeat_last", "cycle")
+PRESENCE = ("present", "absent")  # tool_result and header values
+
+DEFAULT_SENTENCES = (1, 3)
+MAX_SENTENCES = 100
+
+
+@dataclass(frozen=True)
+class DeclaredModel:
+    id: str
+    serves: str | None = None
+    reasoning: bool = False
+    owned_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ScenarioSettings:
+    """None means "not set here": the first scenario that sets a value wins."""
+
+    fallback: str | None = None
+    locale: str | None = None
+    sentences: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    key: str  # unique per file and position: "<file>#<n>"; keys the sequence counters
+    when: Condition
+    action: Action
+    file: str = "<string>"
+    pos: Pos = Pos()
+    unconditional: bool = False  # no `when`, or an empty one
+    when_signature: str = ""  # canonical form of `when`, to spot exact duplicates
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path | None
+    description: str = ""
+    models: tuple[DeclaredModel, ...] = ()
+    settings: ScenarioSettings = field(default_factory=ScenarioSettings)
+    rules: tuple[Rule, ...] = ()

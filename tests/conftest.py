@@ -1,0 +1,84 @@
+"""Shared fixtures: the real server, started as the CLI starts it, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+
+class RunningServer:
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+        self.process = process
+        self.url = url
+        self.base_url = url + "/v1"
+
+    def openai(self, **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(api_key=kwargs.pop("api_key", "sk-test"), base_url=self.base_url, max_retries=0, **kwargs)
+
+    def async_openai(self, **kwargs) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=kwargs.pop("api_key", "sk-test"), base_url=self.base_url, max_retries=0, **kwargs
+        )
+
+    def http(self, **kwargs) -> httpx.Client:
+        headers = {"authorization": "Bearer sk-test", **kwargs.pop("headers", {})}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kwargs)
+
+
+def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer:
+    """Run `tokenhub-emulator serve --port 0 …` and wait for the line that names its URL."""
+    command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning", *args]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        _, err = process.communicate(timeout=10)
+        raise RuntimeError(f"server did not start: {line!r} {err}")
+    return RunningServer(process, line.rsplit(" ", 1)[-1].strip())
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """The emulator serving the shipped example scenarios, seed 7."""
+    running = start_server("--scenario", str(SCENARIOS), "--seed", "7")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def bare_server() -> Iterator[RunningServer]:
+    """The emulator with no scenario: every answer is generated."""
+    running = start_server("--seed", "7")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
