@@ -20,7 +20,7 @@ from emulator.generate import Generator
 from emulator.http import GatewayMiddleware, bearer_key, json_response, read_json
 from emulator.profiles import Catalog, CatalogModel
 from emulator.protocols import openai_chat
-from emulator.scenarios import Engine, Scenario, load_scenarios
+from emulator.scenarios import Engine, Scenario, load_scenarios, merged_settings
 from emulator.shaping import shape
 
 
@@ -34,10 +34,11 @@ class Runtime:
     allowed_keys: frozenset[str]
 
     @classmethod
-    def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> "Runtime":
+    def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> Runtime:
         if scenarios is None:
             scenarios = load_scenarios(settings.scenarios)
-        generator = Generator(seed=settings.seed)
+        locale = merged_settings(scenarios).locale
+        generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
         engine = Engine(scenarios, generator=generator, fallback=settings.fallback)
         return cls(settings, catalog_for(engine), engine, frozenset(settings.api_keys))
 

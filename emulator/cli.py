@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         "--fallback",
         choices=FALLBACKS,
         default=env_default("fallback", defaults.fallback),
-        help="when no rule matches: a generated reply (default) or an error naming the nearest rules",
+        help="when no rule matches: a generated reply or an error naming the nearest rules "
+        "(default: the scenarios' settings.fallback, else generate)",
     )
 
     validate = commands.add_parser("validate", help="check scenario files without serving")
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     scenarios = args.scenario or [Path(p) for p in split_list(env_default("scenario"), os.pathsep)]
-    if args.fallback not in FALLBACKS:
+    if args.fallback is not None and args.fallback not in FALLBACKS:
         raise SystemExit(f"tokenhub-emulator: fallback must be one of {', '.join(FALLBACKS)}, got {args.fallback!r}")
     if args.log_level not in LOG_LEVELS:
         raise SystemExit(f"tokenhub-emulator: log level must be one of {', '.join(LOG_LEVELS)}")

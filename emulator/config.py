@@ -19,7 +19,7 @@ class Settings:
     log_level: str = "info"
     api_keys: list[str] = field(default_factory=list)  # empty: any non-empty key is accepted
     max_body_bytes: int = 10 * 1024 * 1024
-    fallback: str = "generate"  # what to answer when no rule matches: generate | error
+    fallback: str | None = None  # when no rule matches: generate | error; None lets scenarios decide (else generate)
 
 
 def env_name(setting: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from emulator.exchange import Failure
 
@@ -26,5 +26,5 @@ class ApiError(Exception):
         )
 
     @classmethod
-    def invalid(cls, message: str, param: str | None = None) -> "ApiError":
+    def invalid(cls, message: str, param: str | None = None) -> ApiError:
         return cls(400, message, param=param)

@@ -6,8 +6,9 @@ the scenario engine only ever sees these types.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 Protocol = Literal["chat", "responses", "messages"]

@@ -6,8 +6,8 @@ the profile switch (paths, auth style per gateway) arrives with the multi-protoc
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from emulator.errors import ApiError
 
@@ -79,7 +79,7 @@ class Catalog:
     models: dict[str, CatalogModel] = field(default_factory=dict)
 
     @classmethod
-    def with_builtins(cls, extra: Iterable[CatalogModel] = ()) -> "Catalog":
+    def with_builtins(cls, extra: Iterable[CatalogModel] = ()) -> Catalog:
         catalog = cls({m.id: m for m in BUILTIN_MODELS})
         for model in extra:
             catalog.models[model.id] = model

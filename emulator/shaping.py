@@ -97,7 +97,9 @@ def completion_tokens(choice: Choice) -> int:
 def shape(reply: Reply, exchange: Exchange) -> Shaped:
     choices = [shape_choice(c, exchange) for c in reply.choices]
     pinned = reply.usage
-    prompt = pinned.prompt_tokens if pinned.prompt_tokens is not None else count_messages(exchange.messages, exchange.tools)
+    prompt = (
+        pinned.prompt_tokens if pinned.prompt_tokens is not None else count_messages(exchange.messages, exchange.tools)
+    )
     completion = (
         pinned.completion_tokens if pinned.completion_tokens is not None else sum(completion_tokens(c) for c in choices)
     )

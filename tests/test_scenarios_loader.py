@@ -6,8 +6,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.scenarios import (
+    KEYS,
     DeclaredModel,
     Problem,
     ScenarioError,
@@ -464,3 +468,26 @@ def test_a_catch_all_in_an_earlier_file_shadows_later_files(tmp_path: Path) -> N
         )
     ]
     assert validate_paths([second, first]) == []
+
+
+# ---------------------------------------------------------------- robustness
+
+ALL_KEYS = sorted({key for keys in KEYS.values() for key in keys} | {"bogus"})
+JSON_LIKE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 700)
+    | st.sampled_from(["", "x", "{{ last_user }}", "{{", "(", "absent"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(ALL_KEYS), children, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["rules", "models", "settings", "name"]), JSON_LIKE) | st.lists(JSON_LIKE))
+def test_any_document_is_either_loaded_or_explained(document: object) -> None:
+    text = yaml.safe_dump(document)
+    try:
+        parse_scenario(text, "fuzz.yaml")
+    except ScenarioError as error:
+        assert error.problems and all(p.line >= 1 and p.column >= 1 and p.message for p in error.problems)

@@ -91,7 +91,9 @@ def _tools(request: m.ChatCompletionRequest) -> list[Tool]:
         if tool.type != "function":
             continue
         if tool.function is None:
-            raise ApiError.invalid(f"Missing required parameter: 'tools[{index}].function'.", param=f"tools[{index}].function")
+            raise ApiError.invalid(
+                f"Missing required parameter: 'tools[{index}].function'.", param=f"tools[{index}].function"
+            )
         fn = tool.function
         tools.append(Tool(fn.name, fn.description or "", fn.parameters or {"type": "object", "properties": {}}))
     return tools
@@ -232,7 +234,12 @@ def _deltas(index: int, choice: Any) -> Iterator[dict[str, Any]]:
         for piece in split_tokens(choice.refusal):
             yield {"index": index, "delta": {"refusal": piece}, "logprobs": None, "finish_reason": None}
     for call_index, call in enumerate(choice.tool_calls):
-        head = {"index": call_index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        head = {
+            "index": call_index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
         yield {"index": index, "delta": {"tool_calls": [head]}, "logprobs": None, "finish_reason": None}
         for piece in split_tokens(call.arguments):
             fragment = {"index": call_index, "function": {"arguments": piece}}

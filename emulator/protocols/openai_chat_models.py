@@ -5,7 +5,7 @@ Strict types (a string is not a number), unknown fields allowed and ignored, as 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,8 +50,8 @@ class RefusalPart(_Lenient):
     refusal: str
 
 
-UserPart = Annotated[Union[TextPart, ImagePart, FilePart, AudioPart], Field(discriminator="type")]
-AssistantPart = Annotated[Union[TextPart, RefusalPart], Field(discriminator="type")]
+UserPart = Annotated[TextPart | ImagePart | FilePart | AudioPart, Field(discriminator="type")]
+AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
 
 
 class FunctionCall(_Lenient):
@@ -101,11 +101,23 @@ class FunctionMessage(_Lenient):
 
 
 ChatMessage = Annotated[
-    Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage, FunctionMessage],
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
     Field(discriminator="role"),
 ]
 UNION_TAGS = frozenset(
-    {"system", "developer", "user", "assistant", "tool", "function", "text", "image_url", "file", "input_audio", "refusal"}
+    {
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+        "text",
+        "image_url",
+        "file",
+        "input_audio",
+        "refusal",
+    }
 )
 
 
@@ -157,7 +169,7 @@ class ResponseFormatJsonSchema(_Lenient):
 
 
 ResponseFormat = Annotated[
-    Union[ResponseFormatText, ResponseFormatJsonObject, ResponseFormatJsonSchema], Field(discriminator="type")
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
 ]
 
 

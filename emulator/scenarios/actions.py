@@ -53,7 +53,7 @@ class Run:
     exchange: Exchange
     generator: Generator
     rule: str  # the rule's name, reported in Reply.rule / Failure.rule
-    key: str  # stable identity of the rule (and sequence step), seeds ids and generated text
+    key: str  # stable identity of the rule (and sequence step); seeds call ids and generated text
     captures: dict[str, str] = field(default_factory=dict)
     sentences: tuple[int, int] = (1, 3)
     locale: str | None = None  # None: the generator's own locale

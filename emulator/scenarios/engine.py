@@ -34,7 +34,8 @@ class RuleMiss:
 
     def __str__(self) -> str:
         where = f"{Path(self.file).name}:{self.line}"
-        return f"{self.rule!r} ({where}, {self.satisfied} of {self.total} conditions hold): {'; '.join(self.reasons)}"
+        held = f"{self.satisfied} of {self.total} " + ("condition holds" if self.total == 1 else "conditions hold")
+        return f"{self.rule!r} ({where}, {held}): {'; '.join(self.reasons)}"
 
 
 class State:
@@ -60,16 +61,13 @@ class State:
                 del self._counts[key]
 
 
-def merged_settings(scenarios: Sequence[Scenario], fallback: str = "generate") -> ScenarioSettings:
-    """For each setting, the first scenario that sets it wins; `fallback` is used when none does."""
-
-    def first(name: str) -> object:
-        return next((getattr(s.settings, name) for s in scenarios if getattr(s.settings, name) is not None), None)
-
+def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) -> ScenarioSettings:
+    """For each setting, the first scenario that sets it wins; an explicit `fallback` (a flag) wins over them all."""
+    settings = [scenario.settings for scenario in scenarios]
     return ScenarioSettings(
-        fallback=first("fallback") or fallback,
-        locale=first("locale"),  # type: ignore[arg-type]
-        sentences=first("sentences") or DEFAULT_SENTENCES,  # type: ignore[arg-type]
+        fallback=fallback or next((s.fallback for s in settings if s.fallback), "generate"),
+        locale=next((s.locale for s in settings if s.locale), None),
+        sentences=next((s.sentences for s in settings if s.sentences), DEFAULT_SENTENCES),
     )
 
 
@@ -79,10 +77,10 @@ class Engine:
         scenarios: Sequence[Scenario],
         *,
         generator: Generator,
-        fallback: str = "generate",
+        fallback: str | None = None,
         reply_generator: ReplyGenerator | None = None,
     ) -> None:
-        if fallback not in FALLBACKS:
+        if fallback is not None and fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
         if reply_generator is None:
             from emulator.generate import generated_reply
@@ -111,7 +109,7 @@ class Engine:
 
     @property
     def fallback(self) -> str:
-        return self.settings.fallback or self._default_fallback
+        return self.settings.fallback or "generate"
 
     @property
     def declared_models(self) -> list[DeclaredModel]:
@@ -137,7 +135,7 @@ class Engine:
                     exchange=exchange,
                     generator=self.generator,
                     rule=rule.name,
-                    key=rule.key,
+                    key=rule.seed or rule.key,
                     captures=rule.when.captures(exchange),
                     sentences=settings.sentences or DEFAULT_SENTENCES,
                     locale=settings.locale,

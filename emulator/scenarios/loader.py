@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from emulator.scenarios.checks import INVALID, Checker, shown
+from emulator.scenarios.checks import INVALID, Checker, shown, suggestion
 from emulator.scenarios.matchers import ALWAYS
 from emulator.scenarios.parse_actions import parse_action
 from emulator.scenarios.parse_when import parse_when
@@ -46,15 +47,7 @@ def load_scenario_file(path: str | Path) -> Scenario:
         raise ScenarioError([Problem(str(path), 1, 1, f"the file is not UTF-8 text ({error.reason})")]) from None
     except OSError as error:
         raise ScenarioError([Problem(str(path), 1, 1, f"cannot read the file: {error.strerror or error}")]) from None
-    scenario = parse_scenario(text, str(path), path.stem)
-    return Scenario(
-        name=scenario.name,
-        path=path,
-        description=scenario.description,
-        models=scenario.models,
-        settings=scenario.settings,
-        rules=scenario.rules,
-    )
+    return replace(parse_scenario(text, str(path), path.stem), path=path)
 
 
 def scenario_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
@@ -100,39 +93,35 @@ def validate_paths(paths: Iterable[str | Path]) -> list[Problem]:
 # ---------------------------------------------------------------- unreachable rules
 
 
-def unreachable_rules(rules: list[Rule], earlier: Iterable[Rule] = ()) -> list[Problem]:
+def unreachable_rules(rules: Iterable[Rule]) -> list[Problem]:
     """Rules shadowed by an unconditional rule above them, or by one with exactly the same `when`."""
-    problems = []
-    seen: dict[str, Rule] = {rule.when_signature: rule for rule in reversed(list(earlier))}
-    catch_all = next((rule for rule in earlier if rule.unconditional), None)
+    return [_unreachable(rule, shadow) for rule, shadow in _shadowed(rules)]
+
+
+def unreachable_across_files(scenarios: Iterable[Scenario]) -> list[Problem]:
+    """The same, for rules shadowed by a rule of a file loaded before theirs (one file's own are checked on load)."""
+    rules = [rule for scenario in scenarios for rule in scenario.rules]
+    return [_unreachable(rule, shadow) for rule, shadow in _shadowed(rules) if shadow.file != rule.file]
+
+
+def _shadowed(rules: Iterable[Rule]) -> Iterator[tuple[Rule, Rule]]:
+    """(rule, the first rule above it that always answers in its place)."""
+    catch_all: Rule | None = None
+    first_with: dict[str, Rule] = {}
     for rule in rules:
-        shadow = catch_all or seen.get(rule.when_signature)
+        shadow = catch_all or first_with.get(rule.when_signature)
         if shadow is not None:
-            where = "above it" if shadow.file == rule.file else f"in {shadow.file}, loaded before this file,"
-            why = "matches every request" if shadow.unconditional else "has the same conditions"
-            problems.append(
-                Problem(
-                    rule.file,
-                    rule.pos.line,
-                    rule.pos.column,
-                    f"rule {rule.name!r} can never match: rule {shadow.name!r} {where} {why}",
-                )
-            )
-        seen.setdefault(rule.when_signature, rule)
+            yield rule, shadow
+        first_with.setdefault(rule.when_signature, rule)
         if rule.unconditional and catch_all is None:
             catch_all = rule
-    return problems
 
 
-def unreachable_across_files(scenarios: list[Scenario]) -> list[Problem]:
-    problems: list[Problem] = []
-    earlier: list[Rule] = []
-    for scenario in scenarios:
-        rules = list(scenario.rules)
-        if earlier:
-            problems += [p for p in unreachable_rules(rules, earlier) if "loaded before" in p.message]
-        earlier += rules
-    return problems
+def _unreachable(rule: Rule, shadow: Rule) -> Problem:
+    where = "above it" if shadow.file == rule.file else f"in {shadow.file}, loaded before this file,"
+    why = "matches every request" if shadow.unconditional else "has the same conditions"
+    message = f"rule {rule.name!r} can never match: rule {shadow.name!r} {where} {why}"
+    return Problem(rule.file, rule.pos.line, rule.pos.column, message)
 
 
 # ---------------------------------------------------------------- one file
@@ -141,11 +130,10 @@ def unreachable_across_files(scenarios: list[Scenario]) -> list[Problem]:
 def _parse(text: str, file: str, name: str | None, log: ProblemLog) -> Scenario | None:
     stem = name or Path(file).stem
     document = load_yaml(text, log)
-    if log:
-        return None
     check = Checker(log)
     if document is None:
-        check.error(Pos(), "the file is empty; expected a mapping with 'rules' (or a list of rules)")
+        if not log:  # not a syntax error: there is nothing in the file
+            check.error(Pos(), "the file is empty; expected a mapping with 'rules' (or a list of rules)")
         return None
     if isinstance(document, YList):  # shorthand: the file is just its rules
         return Scenario(name=stem, path=None, rules=_rules(check, document, document.pos, file, stem))
@@ -154,7 +142,7 @@ def _parse(text: str, file: str, name: str | None, log: ProblemLog) -> Scenario 
         return None
     check.keys(document, KEYS["scenario"], "at the top level")
     get = document.get
-    title = check.text(get("name"), document.at("name"), "'name'", allow_empty=False) if "name" in document else stem
+    title = _optional_text(check, document, "name") or stem
     description = (
         check.text(get("description"), document.at("description"), "'description'") if "description" in document else ""
     )
@@ -181,16 +169,10 @@ def _models(check: Checker, value: Any, pos: Pos) -> tuple[DeclaredModel, ...]:
             check.error(data.pos, "a model needs an 'id'")
             continue
         model_id = check.text(data["id"], data.at("id"), "'id' in models", allow_empty=False)
-        serves = (
-            check.text(data["serves"], data.at("serves"), "'serves'", allow_empty=False) if "serves" in data else None
-        )
+        serves = _optional_text(check, data, "serves")
+        owned_by = _optional_text(check, data, "owned_by")
         reasoning = (
             check.boolean(data["reasoning"], data.at("reasoning"), "'reasoning'") if "reasoning" in data else False
-        )
-        owned_by = (
-            check.text(data["owned_by"], data.at("owned_by"), "'owned_by'", allow_empty=False)
-            if "owned_by" in data
-            else None
         )
         if INVALID in (model_id, serves, reasoning, owned_by):
             continue
@@ -202,6 +184,10 @@ def _models(check: Checker, value: Any, pos: Pos) -> tuple[DeclaredModel, ...]:
         first_seen[model_id] = data.at("id")
         models.append(DeclaredModel(id=model_id, serves=serves, reasoning=reasoning, owned_by=owned_by))
     return tuple(models)
+
+
+def _optional_text(check: Checker, data: YMap, key: str) -> Any:
+    return check.text(data[key], data.at(key), f"'{key}'", allow_empty=False) if key in data else None
 
 
 def _settings(check: Checker, value: Any, pos: Pos) -> ScenarioSettings:
@@ -230,8 +216,6 @@ def _locale(check: Checker, value: Any, pos: Pos) -> Any:
     except ImportError:  # without faker, any locale name is accepted
         return locale
     if locale not in AVAILABLE_LOCALES:
-        from emulator.scenarios.checks import suggestion
-
         return check.error(pos, f"unknown locale {locale!r}{suggestion(locale, AVAILABLE_LOCALES)}")
     return locale
 
@@ -283,6 +267,7 @@ def _rules(check: Checker, value: Any, pos: Pos, file: str, stem: str) -> tuple[
                 pos=item_pos,
                 unconditional=raw_when == {},
                 when_signature=json.dumps(raw_when, sort_keys=True, default=str),
+                seed=f"{stem}#{index + 1}",
             )
         )
     return tuple(rules)

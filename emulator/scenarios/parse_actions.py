@@ -17,16 +17,16 @@ from emulator.scenarios.actions import (
 )
 from emulator.scenarios.checks import INVALID, Checker, shown, words
 from emulator.scenarios.problems import Pos
-from emulator.scenarios.schema import FINISH_REASONS, KEYS, THEN_MODES
+from emulator.scenarios.schema import ACTIONS, FINISH_REASONS, KEYS, THEN_MODES
 from emulator.scenarios.templates import compile_template
 from emulator.scenarios.yamlpos import YList, YMap
 
-_CHOICE_ONLY = KEYS["choice"]
+_PER_CHOICE = KEYS["choice"]  # reply keys that move into each choice when `choices` is used
 
 
 def parse_action(check: Checker, rule: YMap) -> Action | None:
     """The rule's one action; None when it has none or several (the problem is logged)."""
-    given = [key for key in ("reply", "fail", "sequence") if key in rule]
+    given = [key for key in ACTIONS if key in rule]
     if len(given) != 1:
         found = f", found {words([repr(k) for k in given], 'and')}" if given else ""
         check.error(
@@ -84,7 +84,7 @@ def parse_reply(check: Checker, value: Any, pos: Pos) -> ReplyAction | None:
     if "choices" not in data:
         choice = _choice(check, data)
         return None if choice is None or usage is None else ReplyAction((choice,), repeat=True, usage=usage)
-    for key in _CHOICE_ONLY:
+    for key in _PER_CHOICE:
         if key in data:
             check.error(data.key_at(key), f"'{key}' cannot be combined with 'choices'; put it inside each choice")
     items = check.items(data["choices"], data.at("choices"), "'choices'")

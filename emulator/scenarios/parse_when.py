@@ -20,13 +20,12 @@ from emulator.scenarios.matchers import (
     ModelIs,
     Not,
     TextIs,
-    TextMatcher,
     ToolResultIs,
     ToolsOffered,
-    ValueTest,
 )
 from emulator.scenarios.problems import Pos
 from emulator.scenarios.schema import ENDPOINTS, KEYS, PRESENCE, TEXT_KINDS
+from emulator.scenarios.textmatch import TextMatcher, ValueTest
 from emulator.scenarios.yamlpos import YList, YMap, to_plain
 
 _MATCHER_HINT = f"text or a text matcher mapping ({words(TEXT_KINDS)})"

@@ -52,7 +52,7 @@ FALLBACKS = ("generate", "error")
 ENDPOINTS = ("chat", "responses", "messages")
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 THEN_MODES = ("repeat_last", "cycle")
-PRESENCE = ("present", "absent")  # tool_result and header values
+PRESENCE = ("absent", "present")  # tool_result and header values
 
 DEFAULT_SENTENCES = (1, 3)
 MAX_SENTENCES = 100
@@ -78,13 +78,14 @@ class ScenarioSettings:
 @dataclass(frozen=True)
 class Rule:
     name: str
-    key: str  # unique per file and position: "<file>#<n>"; keys the sequence counters
+    key: str  # unique per file and position: "<file path>#<n>"; keys the sequence counters
     when: Condition
     action: Action
     file: str = "<string>"
     pos: Pos = Pos()
     unconditional: bool = False  # no `when`, or an empty one
     when_signature: str = ""  # canonical form of `when`, to spot exact duplicates
+    seed: str = ""  # "<file stem>#<n>": seeds call ids and generated text, whatever folder the file is in
 
 
 @dataclass(frozen=True)

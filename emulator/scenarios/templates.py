@@ -214,7 +214,8 @@ def _parse_filter(text: str) -> Filter:
     name = name.strip()
     if name not in FILTERS:
         shown = name or text
-        raise TemplateError(f"unknown filter '{shown}'{_suggest(shown, FILTERS)}; filters are {', '.join(FILTERS)}")
+        hint = _suggest(shown, FILTERS) or f"; filters are {', '.join(FILTERS)}"
+        raise TemplateError(f"unknown filter '{shown}'{hint}")
     if name != "default":
         if colon:
             raise TemplateError(f"filter '{name}' takes no argument")
