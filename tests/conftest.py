@@ -23,7 +23,8 @@ class RunningServer:
         self.base_url = url + "/v1"
 
     def openai(self, **kwargs) -> openai.OpenAI:
-        return openai.OpenAI(api_key=kwargs.pop("api_key", "sk-test"), base_url=self.base_url, max_retries=0, **kwargs)
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(api_key=kwargs.pop("api_key", "sk-test"), base_url=self.base_url, **kwargs)
 
     def async_openai(self, **kwargs) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(

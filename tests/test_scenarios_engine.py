@@ -354,22 +354,30 @@ def test_error_fallback_names_the_nearest_rules_and_why() -> None:
     assert outcome.message == (
         "No scenario rule matched this request. Nearest rules: "
         "1) 'one miss' (s0.yaml:3, 1 of 2 conditions hold): last_user 'hi' does not equal 'bye'. "
-        "2) 'two misses' (s0.yaml:2, 1 of 3 conditions hold): model is 'glm-5', expected 'qwen-plus'; "
-        "turn is 1, expected 3. "
-        "3) 'farthest' (s0.yaml:5, 0 of 1 condition holds): none of the alternatives matched: "
-        "(turn is 1, expected 7) or (turn is 1, expected 8)."
+        "2) 'farthest' (s0.yaml:5, 0 of 1 condition holds): none of the alternatives matched: "
+        "(turn is 1, expected 7) or (turn is 1, expected 8). "
+        "3) 'two misses' (s0.yaml:2, 1 of 3 conditions hold): model is 'glm-5', expected 'qwen-plus'; "
+        "turn is 1, expected 3."
     )
 
 
-def test_explain_lists_every_miss_most_conditions_held_then_fewest_missed() -> None:
+def test_explain_lists_every_miss_fewest_missed_then_most_conditions_held() -> None:
     misses = engine(RULES_FOR_NEAREST).explain(ask("hi"))
     assert [(m.rule, m.satisfied, m.total) for m in misses] == [
         ("one miss", 1, 2),
-        ("two misses", 1, 3),
         ("farthest", 0, 1),
+        ("two misses", 1, 3),
         ("far", 0, 2),
     ]
-    assert misses[2].reasons[0].startswith("none of the alternatives matched")
+    assert misses[1].reasons[0].startswith("none of the alternatives matched")
+
+
+def test_explain_ranks_the_closest_expected_text_first_among_equal_misses() -> None:
+    subject = engine(
+        "rules:\n  - {name: quantum, when: {last_user: {contains: quantum}}, reply: {}}\n"
+        "  - {name: sums, when: {last_user: Calculate 1+1}, reply: {}}\n"
+    )
+    assert [m.rule for m in subject.explain(ask("Calculate 2+2"))] == ["sums", "quantum"]
     assert engine("rules: [{reply: {}}]\n").explain(ask("hi")) == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from emulator.exchange import Exchange, Failure, Reply
 from emulator.scenarios.actions import Run
-from emulator.scenarios.matchers import AllOf, Condition
+from emulator.scenarios.matchers import AllOf, Condition, TextIs
 from emulator.scenarios.schema import DEFAULT_SENTENCES, FALLBACKS, DeclaredModel, Rule, Scenario, ScenarioSettings
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class Engine:
         return self._reply_generator(exchange, self.generator, sentences=sentences)
 
     def explain(self, exchange: Exchange) -> list[RuleMiss]:
-        """Every rule that does not match, nearest first (most top-level conditions satisfied)."""
+        """Every rule that does not match, nearest first: fewest failed conditions, closest text, most held."""
         misses = []
         for order, (rule, _) in enumerate(self._rules):
             conditions = _top_level(rule.when)
@@ -157,8 +158,9 @@ class Engine:
                 continue
             satisfied = len(conditions) - len(failed)
             miss = RuleMiss(rule.name, rule.file, rule.pos.line, satisfied, len(conditions), tuple(failed))
-            misses.append((-satisfied, len(failed), order, miss))
-        return [entry[-1] for entry in sorted(misses, key=lambda entry: entry[:3])]
+            closeness = _closeness(exchange.last_user_text, conditions, exchange)
+            misses.append((len(failed), -closeness, -satisfied, order, miss))
+        return [entry[-1] for entry in sorted(misses, key=lambda entry: entry[:4])]
 
     def _no_match_message(self, exchange: Exchange) -> str:
         if not self._rules:
@@ -175,6 +177,17 @@ def _own_settings(own: ScenarioSettings, merged: ScenarioSettings) -> ScenarioSe
         locale=own.locale or merged.locale,
         sentences=own.sentences or merged.sentences,
     )
+
+
+def _closeness(text: str, conditions: tuple[Condition, ...], exchange: Exchange) -> float:
+    """How alike the request's text is to what a failed `last_user` condition expected (0–1), to rank near misses."""
+    ratios = [
+        difflib.SequenceMatcher(None, text, value, autojunk=False).ratio()
+        for c in conditions
+        if isinstance(c, TextIs) and c.subject == "last_user" and not c.matches(exchange)
+        for value in c.matcher.values
+    ]
+    return round(max(ratios, default=0.0), 2)
 
 
 def _top_level(condition: Condition) -> tuple[Condition, ...]:
