@@ -1,16 +1,15 @@
-"""Build the Starlette app: routes, middleware, error handling, and the runtime they share."""
+"""Build the Starlette app: the active profile's routes, one pipeline for every protocol, error handling."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from emulator.config import Settings
@@ -18,20 +17,23 @@ from emulator.errors import ApiError
 from emulator.exchange import Failure
 from emulator.generate import Generator
 from emulator.http import GatewayMiddleware, bearer_key, json_response, read_json
-from emulator.profiles import Catalog, CatalogModel
-from emulator.protocols import openai_chat
+from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
+from emulator.protocols.base import Adapter, Context
+from emulator.protocols.openai_chat import ChatAdapter
 from emulator.scenarios import Engine, Scenario, load_scenarios, merged_settings
 from emulator.shaping import shape
+from emulator.streaming import sse_response
 
 
 @dataclass
 class Runtime:
-    """Everything a request needs: settings, the model catalog and the scenario engine."""
+    """Everything a request needs: settings, the gateway profile, the model catalog, the engine, the adapters."""
 
     settings: Settings
+    profile: Profile
     catalog: Catalog
     engine: Engine
-    allowed_keys: frozenset[str]
+    adapters: list[Adapter] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> Runtime:
@@ -40,40 +42,61 @@ class Runtime:
         locale = merged_settings(scenarios).locale
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
         engine = Engine(scenarios, generator=generator, fallback=settings.fallback)
-        return cls(settings, catalog_for(engine), engine, frozenset(settings.api_keys))
+        profile = PROFILES[settings.profile or DEFAULT_PROFILE]
+        return cls(settings, profile, catalog_for(engine), engine, [ChatAdapter()])
+
+    @property
+    def context(self) -> Context:
+        return Context(self.profile, self.catalog, frozenset(self.settings.api_keys))
+
+    def adapter_for(self, path: str) -> Adapter:
+        """The adapter whose envelope an error on `path` is written in (OpenAI's unless it is an Anthropic path)."""
+        for adapter in self.adapters:
+            if adapter.protocol == "messages" and path.startswith(self.profile.prefix + self.profile.messages_path):
+                return adapter
+        return next(a for a in self.adapters if a.protocol == "chat")
 
 
 def catalog_for(engine: Engine) -> Catalog:
     declared = [
         CatalogModel(
-            id=d.id,
-            owned_by=d.owned_by or "tokenhub-emulator",
-            created=0,
-            reasoning=d.reasoning,
-            serves=d.serves,
+            id=d.id, owned_by=d.owned_by or "tokenhub-emulator", created=0, reasoning=d.reasoning, serves=d.serves
         )
         for d in engine.declared_models
     ]
     return Catalog.with_builtins(declared)
 
 
-def error_response(failure: Failure) -> Response:
-    return json_response(openai_chat.error_body(failure), failure.status, failure.headers)
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
 
 
-async def chat_completions(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    key = bearer_key(request, runtime.allowed_keys)
-    body = await read_json(request, runtime.settings.max_body_bytes)
-    exchange, options = openai_chat.parse(body, request.headers, runtime.catalog, key)
-    outcome = runtime.engine.respond(exchange)
-    if isinstance(outcome, Failure):
-        return error_response(outcome)
-    shaped = shape(outcome, exchange)
-    if not exchange.stream:
-        return json_response(openai_chat.completion_body(shaped, exchange.model))
-    events = ({"data": data} for data in openai_chat.stream_chunks(shaped, exchange.model, options))
-    return EventSourceResponse(events, sep="\n", headers={"cache-control": "no-cache"})
+def error_response(runtime: Runtime, adapter: Adapter, failure: Failure) -> Response:
+    body = adapter.error_body(failure, runtime.context)
+    return json_response(body, failure.status, adapter.error_headers(failure))
+
+
+def create_endpoint(adapter: Adapter):
+    """The one pipeline: auth → body → parse → scenario engine → shape → JSON or SSE."""
+
+    async def endpoint(request: Request) -> Response:
+        runtime = _runtime(request)
+        context = runtime.context
+        try:
+            key = adapter.authenticate(request, context)
+            body = await read_json(request, runtime.settings.max_body_bytes)
+            exchange, options = adapter.parse(body, request, key, context)
+        except ApiError as exc:
+            return error_response(runtime, adapter, exc.failure)
+        outcome = runtime.engine.respond(exchange)
+        if isinstance(outcome, Failure):
+            return error_response(runtime, adapter, outcome)
+        shaped = shape(outcome, exchange)
+        if exchange.stream:
+            return sse_response(adapter.events(shaped, exchange, options))
+        return json_response(adapter.render(shaped, exchange, options))
+
+    return endpoint
 
 
 def _model_body(model: CatalogModel) -> dict[str, object]:
@@ -81,14 +104,14 @@ def _model_body(model: CatalogModel) -> dict[str, object]:
 
 
 async def list_models(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    bearer_key(request, runtime.allowed_keys)
+    runtime = _runtime(request)
+    bearer_key(request, runtime.context.allowed_keys)
     return json_response({"object": "list", "data": [_model_body(m) for m in runtime.catalog.listed()]})
 
 
 async def retrieve_model(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    bearer_key(request, runtime.allowed_keys)
+    runtime = _runtime(request)
+    bearer_key(request, runtime.context.allowed_keys)
     requested = request.path_params["model_id"]
     model = runtime.catalog.models.get(requested)
     if model is None:
@@ -98,7 +121,8 @@ async def retrieve_model(request: Request) -> Response:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.failure)
+    runtime = _runtime(request)
+    return error_response(runtime, runtime.adapter_for(request.url.path), exc.failure)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -108,24 +132,34 @@ async def http_error(request: Request, exc: Exception) -> Response:
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed for {request.url.path}."
     else:
-        message = exc.detail
-    return error_response(Failure(status=exc.status_code, message=message, headers=dict(exc.headers or {})))
+        message = str(exc.detail)
+    failure = Failure(status=exc.status_code, message=message, headers=dict(exc.headers or {}))
+    runtime = _runtime(request)
+    return error_response(runtime, runtime.adapter_for(request.url.path), failure)
 
 
-def crash_response(scope: Scope) -> Response:
-    return error_response(Failure(status=500, message="Engine internal error: the emulator failed unexpectedly."))
+def routes_for(runtime: Runtime) -> list[BaseRoute]:
+    prefix = runtime.profile.prefix
+    routes: list[BaseRoute] = []
+    for adapter in runtime.adapters:
+        path = runtime.profile.messages_path if adapter.protocol == "messages" else adapter.path
+        routes.append(Route(prefix + path, create_endpoint(adapter), methods=["POST"]))
+        routes.extend(adapter.extra_routes(prefix))
+    routes.append(Route(prefix + "/v1/models", list_models, methods=["GET"]))
+    routes.append(Route(prefix + "/v1/models/{model_id:path}", retrieve_model, methods=["GET"]))
+    return routes
 
 
 def build_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
     settings = settings or Settings()
     runtime = runtime or Runtime.from_settings(settings)
-    routes = [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
-    ]
+
+    def crash_response(scope: Scope) -> Response:
+        failure = Failure(status=500, message="Engine internal error: the emulator failed unexpectedly.")
+        return error_response(runtime, runtime.adapter_for(scope.get("path", "")), failure)
+
     app = Starlette(
-        routes=routes,
+        routes=routes_for(runtime),
         middleware=[Middleware(GatewayMiddleware, on_crash=crash_response)],
         exception_handlers={ApiError: api_error, HTTPException: http_error},
     )

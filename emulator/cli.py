@@ -12,6 +12,7 @@ from pathlib import Path
 
 from emulator import __version__
 from emulator.config import LOG_LEVELS, Settings, env_default, env_name, split_list
+from emulator.profiles import PROFILES
 
 FALLBACKS = ("generate", "error")
 
@@ -69,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the scenarios' settings.fallback, else generate)",
     )
 
+    serve.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=env_default("profile", defaults.profile),
+        help="which documented gateway to be (default tokenhub)",
+    )
+
     validate = commands.add_parser("validate", help="check scenario files without serving")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     return parser
@@ -78,6 +86,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     scenarios = args.scenario or [Path(p) for p in split_list(env_default("scenario"), os.pathsep)]
     if args.fallback is not None and args.fallback not in FALLBACKS:
         raise SystemExit(f"tokenhub-emulator: fallback must be one of {', '.join(FALLBACKS)}, got {args.fallback!r}")
+    if args.profile not in PROFILES:
+        raise SystemExit(
+            f"tokenhub-emulator: profile must be one of {', '.join(sorted(PROFILES))}, got {args.profile!r}"
+        )
     if args.log_level not in LOG_LEVELS:
         raise SystemExit(f"tokenhub-emulator: log level must be one of {', '.join(LOG_LEVELS)}")
     return Settings(
@@ -89,6 +101,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         api_keys=args.api_key or split_list(env_default("api_keys")),
         max_body_bytes=args.max_body_bytes,
         fallback=args.fallback,
+        profile=args.profile,
     )
 
 

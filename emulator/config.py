@@ -19,6 +19,7 @@ class Settings:
     log_level: str = "info"
     api_keys: list[str] = field(default_factory=list)  # empty: any non-empty key is accepted
     max_body_bytes: int = 10 * 1024 * 1024
+    profile: str = "tokenhub"  # which documented gateway to be (emulator.profiles.PROFILES)
     fallback: str | None = None  # when no rule matches: generate | error; None lets scenarios decide (else generate)
 
 

@@ -78,6 +78,8 @@ class Exchange:
     stop: list[str] = field(default_factory=list)
     n: int = 1
     seed: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     reasoning: bool = False  # the client asked for thinking on a model that can think
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names

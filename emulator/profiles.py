@@ -65,13 +65,6 @@ TOKENHUB_ERRORS: dict[int, ErrorKind] = {
 }
 
 
-def error_kind(status: int) -> ErrorKind:
-    """The table's row for a status; statuses it does not list fall back to their class."""
-    if status in TOKENHUB_ERRORS:
-        return TOKENHUB_ERRORS[status]
-    return TOKENHUB_ERRORS[400 if status < 500 else 500]
-
-
 @dataclass
 class Catalog:
     """The models a gateway serves: built-ins plus what scenarios declare."""
@@ -109,3 +102,107 @@ class Catalog:
                 param="model",
             )
         return model
+
+
+# Seed 004's table: the same statuses, named as MaxToken names them.
+MAXTOKEN_ERRORS: dict[int, ErrorKind] = {
+    **TOKENHUB_ERRORS,
+    401: ErrorKind("authentication_error", "unauthorized", "API key is missing or invalid"),
+    403: ErrorKind(
+        "permission_error",
+        "forbidden",
+        "Your API key doesn't have permission to access this resource, or insufficient balance for the requested operation",
+    ),
+    429: ErrorKind("rate_limit_error", "too_many_requests", "You've exceeded your rate limit"),
+    500: ErrorKind("server_error", "internal_server_error", "An internal server error occurred"),
+    503: ErrorKind("server_error", "service_unavailable", "The service is temporarily unavailable."),
+}
+
+# The upstream OpenAI API's own types and codes.
+OPENAI_ERRORS: dict[int, ErrorKind] = {
+    400: ErrorKind("invalid_request_error", None, "The request is invalid."),
+    401: ErrorKind("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ErrorKind("invalid_request_error", "model_not_found", "You do not have access to this model."),
+    404: ErrorKind("invalid_request_error", "unknown_url", "Unknown request URL."),
+    405: ErrorKind("invalid_request_error", "method_not_allowed", "Method not allowed."),
+    408: ErrorKind("invalid_request_error", "request_timeout", "The request timed out."),
+    413: ErrorKind("invalid_request_error", "request_too_large", "The request body is too large."),
+    415: ErrorKind("invalid_request_error", "unsupported_media_type", "Content-Type must be application/json."),
+    422: ErrorKind("invalid_request_error", None, "The request could not be processed."),
+    429: ErrorKind("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+    500: ErrorKind("server_error", None, "The server had an error while processing your request."),
+    502: ErrorKind("server_error", None, "Bad gateway."),
+    503: ErrorKind("server_error", None, "The engine is currently overloaded, please try again later."),
+    504: ErrorKind("server_error", None, "The server did not answer in time."),
+}
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One documented gateway: where its endpoints live, how it authenticates, what it calls its errors."""
+
+    name: str
+    description: str
+    prefix: str = ""  # every endpoint lives below it
+    messages_path: str = "/v1/messages"  # the Anthropic route, below the prefix
+    anthropic_key_header: bool = True  # `x-api-key` accepted on the Anthropic route (Bearer always is)
+    anthropic_version_required: bool = False
+    errors: dict[int, ErrorKind] = field(default_factory=lambda: TOKENHUB_ERRORS)
+    ranges: dict[str, Range] = field(default_factory=dict)  # stricter sampling ranges than the protocol's
+    # Anthropic request fields and content blocks seed 000 lists as "ignored" / "not supported"
+    anthropic_ignored_fields: frozenset[str] = frozenset()
+    anthropic_unsupported_blocks: frozenset[str] = frozenset()
+
+    def error_kind(self, status: int) -> ErrorKind:
+        if status in self.errors:
+            return self.errors[status]
+        return self.errors.get(400 if status < 500 else 500, TOKENHUB_ERRORS[400 if status < 500 else 500])
+
+    def check_ranges(self, values: dict[str, float | None]) -> None:
+        """Raise the gateway's 400 for a sampling value outside its documented range."""
+        for name, value in values.items():
+            allowed = self.ranges.get(name)
+            if value is not None and allowed is not None and not allowed.low <= value <= allowed.high:
+                raise ApiError.invalid(
+                    f"Invalid '{name}': {value} is outside the range [{allowed.low:g}, {allowed.high:g}] "
+                    f"this gateway accepts.",
+                    param=name,
+                )
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "tokenhub",
+            "Tencent Cloud TokenHub (seed 000): chat completions, Anthropic messages, responses",
+            anthropic_ignored_fields=frozenset(
+                {"container", "mcp_servers", "metadata", "service_tier", "thinking", "top_k"}
+            ),
+            anthropic_unsupported_blocks=frozenset({"image", "document", "search_result", "redacted_thinking"}),
+        ),
+        Profile("tokenhub-link", "tokenhub.link (seed 001): provider/model ids, enable_thinking, enable_search"),
+        Profile(
+            "cloudbase",
+            "Tencent CloudBase AI gateway (seed 003): everything under /v1/ai/cloudbase/, Bearer auth on messages",
+            prefix="/v1/ai/cloudbase",
+            anthropic_key_header=False,
+            anthropic_version_required=True,
+        ),
+        Profile(
+            "maxtoken",
+            "MaxToken (seed 004): its error table and parameter ranges",
+            errors=MAXTOKEN_ERRORS,
+            ranges={"temperature": Range(0.0, 1.0), "top_p": Range(0.0, 1.0)},
+        ),
+        Profile("openai", "The upstream OpenAI API shapes", errors=OPENAI_ERRORS),
+        Profile("anthropic", "The upstream Anthropic API shapes", anthropic_version_required=True),
+    )
+}
+DEFAULT_PROFILE = "tokenhub"

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
-from emulator.profiles import Catalog, error_kind
+from emulator.http import bearer_key
+from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_chat_models as m
+from emulator.protocols.base import Adapter, Context
 from emulator.protocols.validation import to_api_error
 from emulator.shaping import Shaped, Usage
+from emulator.streaming import SseEvent
 from emulator.tokens import split_tokens
 
 MAX_STOP_SEQUENCES = 4
@@ -148,6 +152,7 @@ def _wants_thinking(request: m.ChatCompletionRequest) -> bool:
 
 
 def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str) -> tuple[Exchange, ChatOptions]:
+    """The request as an Exchange; ApiError(400/403) names what is wrong."""
     if not isinstance(body, dict):
         raise ApiError.invalid(f"The request body must be a JSON object, but got {type(body).__name__}.")
     try:
@@ -173,6 +178,8 @@ def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str)
         stop=_stop(request),
         n=request.n or 1,
         seed=request.seed,
+        temperature=request.temperature,
+        top_p=request.top_p,
         reasoning=model.reasoning and _wants_thinking(request),
         response_format=_response_format(request),
         headers=headers,
@@ -266,8 +273,9 @@ def stream_chunks(shaped: Shaped, model: str, options: ChatOptions, created: int
     yield "[DONE]"
 
 
-def error_body(failure: Failure) -> dict[str, Any]:
-    kind = error_kind(failure.status)
+def error_body(failure: Failure, profile: Profile) -> dict[str, Any]:
+    """The OpenAI envelope; type and code from the profile's error table unless the failure names them."""
+    kind = profile.error_kind(failure.status)
     return {
         "error": {
             "message": failure.message or kind.message,
@@ -280,3 +288,25 @@ def error_body(failure: Failure) -> dict[str, Any]:
 
 def dump(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+class ChatAdapter(Adapter):
+    protocol = "chat"
+    path = "/v1/chat/completions"
+
+    def authenticate(self, request: Request, context: Context) -> str:
+        return bearer_key(request, context.allowed_keys)
+
+    def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ChatOptions]:
+        exchange, options = parse(body, request.headers, context.catalog, key)
+        context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
+        return exchange, options
+
+    def render(self, shaped: Shaped, exchange: Exchange, options: ChatOptions) -> dict[str, Any]:
+        return completion_body(shaped, exchange.model)
+
+    def events(self, shaped: Shaped, exchange: Exchange, options: ChatOptions) -> Iterator[SseEvent]:
+        return (SseEvent(data) for data in stream_chunks(shaped, exchange.model, options))
+
+    def error_body(self, failure: Failure, context: Context) -> dict[str, Any]:
+        return error_body(failure, context.profile)

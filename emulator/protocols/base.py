@@ -1,0 +1,59 @@
+"""What every wire protocol provides to the request pipeline in app.py.
+
+An adapter turns its request body into an Exchange and a shaped Reply back into its own JSON body or
+SSE events; errors are rendered in its own envelope. The pipeline (auth → body → parse → engine →
+shape → render/deliver) is the same for every protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from emulator.exchange import Exchange, Failure, Protocol
+from emulator.profiles import Catalog, Profile
+from emulator.shaping import Shaped
+from emulator.streaming import SseEvent
+
+
+@dataclass
+class Context:
+    """What an adapter may consult while parsing: the gateway it plays and the models it serves."""
+
+    profile: Profile
+    catalog: Catalog
+    allowed_keys: frozenset[str] = field(default_factory=frozenset)
+
+
+class Adapter:
+    protocol: Protocol
+    path: str  # the create endpoint, below the profile's prefix
+
+    def authenticate(self, request: Request, context: Context) -> str:
+        """The caller's API key; raise ApiError(401) when it is missing or not accepted."""
+        raise NotImplementedError
+
+    def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, Any]:
+        """The neutral Exchange and whatever options rendering needs; raise ApiError(400…) for bad input."""
+        raise NotImplementedError
+
+    def render(self, shaped: Shaped, exchange: Exchange, options: Any) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+    def events(self, shaped: Shaped, exchange: Exchange, options: Any) -> Iterator[SseEvent]:
+        """The whole stream, terminator included."""
+        raise NotImplementedError
+
+    def error_body(self, failure: Failure, context: Context) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+    def error_headers(self, failure: Failure) -> Mapping[str, str]:
+        return failure.headers
+
+    def extra_routes(self, prefix: str) -> list[BaseRoute]:
+        """Endpoints beyond `path` (retrieving stored responses, counting tokens, …)."""
+        return []
