@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,6 +17,7 @@ from emulator.errors import ApiError
 from emulator.exchange import Failure
 from emulator.generate import Generator
 from emulator.http import GatewayMiddleware, bearer_key, json_response, read_json
+from emulator.journal import Entry, Journal, JournalMiddleware, current_entry
 from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
@@ -34,6 +35,7 @@ class Runtime:
     catalog: Catalog
     engine: Engine
     adapters: list[Adapter] = field(default_factory=list)
+    journal: Journal = field(default_factory=Journal)
 
     @classmethod
     def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> Runtime:
@@ -48,6 +50,19 @@ class Runtime:
     @property
     def context(self) -> Context:
         return Context(self.profile, self.catalog, frozenset(self.settings.api_keys))
+
+    def reset(self, test_id: str | None = None) -> None:
+        """Forget sequence counters and the journal (of one test id, or all)."""
+        self.engine.reset(test_id)
+        self.journal.clear(test_id)
+
+    def protocol_for(self, path: str) -> str | None:
+        prefix = self.profile.prefix
+        for adapter in self.adapters:
+            own = self.profile.messages_path if adapter.protocol == "messages" else adapter.path
+            if path.startswith(prefix + own):
+                return adapter.protocol
+        return None
 
     def adapter_for(self, path: str) -> Adapter:
         """The adapter whose envelope an error on `path` is written in (OpenAI's unless it is an Anthropic path)."""
@@ -71,8 +86,11 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def error_response(runtime: Runtime, adapter: Adapter, failure: Failure) -> Response:
+def error_response(runtime: Runtime, adapter: Adapter, failure: Failure, entry: Entry | None = None) -> Response:
     body = adapter.error_body(failure, runtime.context)
+    if entry is not None:
+        entry.error = dict(body)
+        entry.rule = entry.rule or failure.rule
     return json_response(body, failure.status, adapter.error_headers(failure))
 
 
@@ -82,15 +100,25 @@ def create_endpoint(adapter: Adapter):
     async def endpoint(request: Request) -> Response:
         runtime = _runtime(request)
         context = runtime.context
+        entry = current_entry(request.scope)
         try:
             key = adapter.authenticate(request, context)
             body = await read_json(request, runtime.settings.max_body_bytes)
+            if entry is not None:
+                entry.body = body
             exchange, options = adapter.parse(body, request, key, context)
         except ApiError as exc:
-            return error_response(runtime, adapter, exc.failure)
+            if entry is not None:
+                entry.action = "rejected"
+            return error_response(runtime, adapter, exc.failure, entry)
         outcome = runtime.engine.respond(exchange)
+        if entry is not None:
+            entry.model, entry.stream, entry.rule = exchange.model, exchange.stream, outcome.rule
+            entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
         if isinstance(outcome, Failure):
-            return error_response(runtime, adapter, outcome)
+            if outcome.rule is None and entry is not None:  # the error fallback: keep why each rule missed
+                entry.misses = [asdict(miss) for miss in runtime.engine.explain(exchange)[:3]]
+            return error_response(runtime, adapter, outcome, entry)
         shaped = shape(outcome, exchange)
         if exchange.stream:
             return sse_response(adapter.events(shaped, exchange, options))
@@ -160,7 +188,10 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
 
     app = Starlette(
         routes=routes_for(runtime),
-        middleware=[Middleware(GatewayMiddleware, on_crash=crash_response)],
+        middleware=[
+            Middleware(GatewayMiddleware, on_crash=crash_response),
+            Middleware(JournalMiddleware, journal=runtime.journal, protocol_for=runtime.protocol_for),
+        ],
         exception_handlers={ApiError: api_error, HTTPException: http_error},
     )
     app.state.runtime = runtime

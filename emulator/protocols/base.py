@@ -51,6 +51,10 @@ class Adapter:
     def error_body(self, failure: Failure, context: Context) -> Mapping[str, Any]:
         raise NotImplementedError
 
+    def error_event(self, failure: Failure, context: Context) -> SseEvent:
+        """The protocol's own error event, for a failure in the middle of a stream."""
+        raise NotImplementedError
+
     def error_headers(self, failure: Failure) -> Mapping[str, str]:
         return failure.headers
 

@@ -310,3 +310,6 @@ class ChatAdapter(Adapter):
 
     def error_body(self, failure: Failure, context: Context) -> dict[str, Any]:
         return error_body(failure, context.profile)
+
+    def error_event(self, failure: Failure, context: Context) -> SseEvent:
+        return SseEvent(dump(error_body(failure, context.profile)))
