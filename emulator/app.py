@@ -9,18 +9,21 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
 
+from emulator import control, fault_control
 from emulator.config import Settings
 from emulator.errors import ApiError
 from emulator.exchange import Failure
 from emulator.generate import Generator
 from emulator.http import GatewayMiddleware, bearer_key, json_response, read_json
-from emulator.journal import Entry, Journal, JournalMiddleware, current_entry
+from emulator.journal import CONTROL_PREFIX, Entry, Journal, JournalMiddleware, current_entry
 from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
+from emulator.protocols.anthropic_messages import MessagesAdapter
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
+from emulator.protocols.openai_responses import ResponsesAdapter
 from emulator.scenarios import Engine, Scenario, load_scenarios, merged_settings
 from emulator.shaping import shape
 from emulator.streaming import sse_response
@@ -45,7 +48,7 @@ class Runtime:
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
         engine = Engine(scenarios, generator=generator, fallback=settings.fallback)
         profile = PROFILES[settings.profile or DEFAULT_PROFILE]
-        return cls(settings, profile, catalog_for(engine), engine, [ChatAdapter()])
+        return cls(settings, profile, catalog_for(engine), engine, default_adapters())
 
     @property
     def context(self) -> Context:
@@ -55,6 +58,8 @@ class Runtime:
         """Forget sequence counters and the journal (of one test id, or all)."""
         self.engine.reset(test_id)
         self.journal.clear(test_id)
+        for adapter in self.adapters:
+            adapter.reset(test_id)
 
     def protocol_for(self, path: str) -> str | None:
         prefix = self.profile.prefix
@@ -70,6 +75,10 @@ class Runtime:
             if adapter.protocol == "messages" and path.startswith(self.profile.prefix + self.profile.messages_path):
                 return adapter
         return next(a for a in self.adapters if a.protocol == "chat")
+
+
+def default_adapters() -> list[Adapter]:
+    return [ChatAdapter(), ResponsesAdapter(), MessagesAdapter()]
 
 
 def catalog_for(engine: Engine) -> Catalog:
@@ -175,6 +184,7 @@ def routes_for(runtime: Runtime) -> list[BaseRoute]:
         routes.extend(adapter.extra_routes(prefix))
     routes.append(Route(prefix + "/v1/models", list_models, methods=["GET"]))
     routes.append(Route(prefix + "/v1/models/{model_id:path}", retrieve_model, methods=["GET"]))
+    routes.append(Mount(CONTROL_PREFIX, routes=[*control.routes(), *fault_control.routes()]))
     return routes
 
 

@@ -58,6 +58,9 @@ class Adapter:
     def error_headers(self, failure: Failure) -> Mapping[str, str]:
         return failure.headers
 
+    def reset(self, test_id: str | None = None) -> None:
+        """Forget what the adapter keeps between requests (stored responses), of one test id or all."""
+
     def extra_routes(self, prefix: str) -> list[BaseRoute]:
         """Endpoints beyond `path` (retrieving stored responses, counting tokens, …)."""
         return []
