@@ -62,17 +62,15 @@ class Runtime:
             adapter.reset(test_id)
 
     def protocol_for(self, path: str) -> str | None:
-        prefix = self.profile.prefix
         for adapter in self.adapters:
-            own = self.profile.messages_path if adapter.protocol == "messages" else adapter.path
-            if path.startswith(prefix + own):
+            if path.startswith(self.profile.paths[adapter.protocol]):
                 return adapter.protocol
         return None
 
     def adapter_for(self, path: str) -> Adapter:
         """The adapter whose envelope an error on `path` is written in (OpenAI's unless it is an Anthropic path)."""
         for adapter in self.adapters:
-            if adapter.protocol == "messages" and path.startswith(self.profile.prefix + self.profile.messages_path):
+            if adapter.protocol == "messages" and path.startswith(self.profile.paths["messages"]):
                 return adapter
         return next(a for a in self.adapters if a.protocol == "chat")
 
@@ -176,14 +174,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 def routes_for(runtime: Runtime) -> list[BaseRoute]:
-    prefix = runtime.profile.prefix
+    paths = runtime.profile.paths
     routes: list[BaseRoute] = []
     for adapter in runtime.adapters:
-        path = runtime.profile.messages_path if adapter.protocol == "messages" else adapter.path
-        routes.append(Route(prefix + path, create_endpoint(adapter), methods=["POST"]))
-        routes.extend(adapter.extra_routes(prefix))
-    routes.append(Route(prefix + "/v1/models", list_models, methods=["GET"]))
-    routes.append(Route(prefix + "/v1/models/{model_id:path}", retrieve_model, methods=["GET"]))
+        routes.append(Route(paths[adapter.protocol], create_endpoint(adapter), methods=["POST"]))
+        routes.extend(adapter.extra_routes(paths[adapter.protocol]))
+    routes.append(Route(paths["models"], list_models, methods=["GET"]))
+    routes.append(Route(paths["models"] + "/{model_id:path}", retrieve_model, methods=["GET"]))
     routes.append(Mount(CONTROL_PREFIX, routes=[*control.routes(), *fault_control.routes()]))
     return routes
 

@@ -1,13 +1,10 @@
-"""The documented gateways: model catalog, model-id resolution and error table.
-
-Only the `tokenhub` profile (seed 000, with the `provider/model` ids of seed 001) exists so far;
-the profile switch (paths, auth style per gateway) arrives with the multi-protocol work.
-"""
+"""The documented gateways: model catalog, model-id resolution, and the profiles (paths, auth, error tables)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from emulator.errors import ApiError
 
@@ -137,6 +134,26 @@ OPENAI_ERRORS: dict[int, ErrorKind] = {
 }
 
 
+STANDARD_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "chat": "/v1/chat/completions",
+        "responses": "/v1/responses",
+        "messages": "/v1/messages",
+        "models": "/v1/models",
+    }
+)
+# Seed 003: an OpenAI client's base URL is …/v1/ai/cloudbase, an Anthropic client's base URL the same
+# (the SDK appends /v1/messages).
+CLOUDBASE_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "chat": "/v1/ai/cloudbase/chat/completions",
+        "responses": "/v1/ai/cloudbase/responses",
+        "messages": "/v1/ai/cloudbase/v1/messages",
+        "models": "/v1/ai/cloudbase/models",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Range:
     low: float
@@ -149,8 +166,7 @@ class Profile:
 
     name: str
     description: str
-    prefix: str = ""  # every endpoint lives below it
-    messages_path: str = "/v1/messages"  # the Anthropic route, below the prefix
+    paths: Mapping[str, str] = field(default_factory=lambda: STANDARD_PATHS)  # chat, responses, messages, models
     anthropic_key_header: bool = True  # `x-api-key` accepted on the Anthropic route (Bearer always is)
     anthropic_version_required: bool = False
     errors: dict[int, ErrorKind] = field(default_factory=lambda: TOKENHUB_ERRORS)
@@ -191,7 +207,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "cloudbase",
             "Tencent CloudBase AI gateway (seed 003): everything under /v1/ai/cloudbase/, Bearer auth on messages",
-            prefix="/v1/ai/cloudbase",
+            paths=CLOUDBASE_PATHS,
             anthropic_key_header=False,
             anthropic_version_required=True,
         ),

@@ -5,4 +5,3 @@ from emulator.protocols.base import Adapter
 
 class MessagesAdapter(Adapter):
     protocol = "messages"
-    path = "/v1/messages"

@@ -30,8 +30,7 @@ class Context:
 
 
 class Adapter:
-    protocol: Protocol
-    path: str  # the create endpoint, below the profile's prefix
+    protocol: Protocol  # the active profile's `paths[protocol]` says where its create endpoint is served
 
     def authenticate(self, request: Request, context: Context) -> str:
         """The caller's API key; raise ApiError(401) when it is missing or not accepted."""
@@ -61,6 +60,8 @@ class Adapter:
     def reset(self, test_id: str | None = None) -> None:
         """Forget what the adapter keeps between requests (stored responses), of one test id or all."""
 
-    def extra_routes(self, prefix: str) -> list[BaseRoute]:
-        """Endpoints beyond `path` (retrieving stored responses, counting tokens, …)."""
+    def extra_routes(self, path: str) -> list[BaseRoute]:
+        """Endpoints beyond the create endpoint, which the active profile serves at `path` (the full path,
+        e.g. "/v1/responses", or "/v1/ai/cloudbase/responses" on cloudbase): add `path + "/{id}"`,
+        `path + "/count_tokens"`, … (retrieving stored responses, counting tokens)."""
         return []

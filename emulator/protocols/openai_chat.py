@@ -292,7 +292,6 @@ def dump(payload: Any) -> str:
 
 class ChatAdapter(Adapter):
     protocol = "chat"
-    path = "/v1/chat/completions"
 
     def authenticate(self, request: Request, context: Context) -> str:
         return bearer_key(request, context.allowed_keys)

@@ -5,4 +5,3 @@ from emulator.protocols.base import Adapter
 
 class ResponsesAdapter(Adapter):
     protocol = "responses"
-    path = "/v1/responses"
