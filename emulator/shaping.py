@@ -6,10 +6,11 @@ then content, then tool-call arguments, truncating where it runs out (finish rea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from emulator.exchange import Choice, Exchange, Reply, ToolCall
-from emulator.tokens import count_messages, count_text, truncate_to_tokens
+from emulator.tokens import count_messages, count_text, split_tokens, truncate_to_tokens
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class Usage:
 class Shaped:
     choices: list[Choice]
     usage: Usage
+    chunker: Callable[[str], list[str]] = split_tokens  # how streamed text is cut into deltas
+
+    def pieces(self, text: str | None) -> list[str]:
+        """`text` cut into the deltas a stream sends (one token each unless the timing plan says otherwise)."""
+        return self.chunker(text) if text else []
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

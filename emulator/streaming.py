@@ -10,10 +10,15 @@ from sse_starlette.sse import EventSourceResponse
 
 @dataclass(frozen=True)
 class SseEvent:
-    """One server-sent event: `data` is the payload text (JSON, or `[DONE]`); `event` names it when the protocol does."""
+    """One server-sent event: `data` is the payload text (JSON, or `[DONE]`); `event` names it when the protocol does.
+
+    `tokens` is how many generated tokens the event carries (0 for framing events such as a role chunk,
+    `message_start` or `[DONE]`): the timing plan spends time-to-first-token and the per-token pace on them.
+    """
 
     data: str
     event: str | None = None
+    tokens: int = 0
 
 
 async def _frames(events: Iterable[SseEvent]) -> AsyncIterator[dict[str, str]]:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from emulator.errors import ApiError
-from emulator.exchange import Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
+from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
 from emulator.http import bearer_key
 from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_chat_models as m
@@ -21,7 +21,7 @@ from emulator.protocols.base import Adapter, Context
 from emulator.protocols.validation import to_api_error
 from emulator.shaping import Shaped, Usage
 from emulator.streaming import SseEvent
-from emulator.tokens import split_tokens
+from emulator.tokens import count_text
 
 MAX_STOP_SEQUENCES = 4
 THINKING_EFFORTS = frozenset({"low", "medium", "high", "xhigh"})
@@ -230,16 +230,19 @@ def completion_body(shaped: Shaped, model: str, created: int | None = None) -> d
     }
 
 
-def _deltas(index: int, choice: Any) -> Iterator[dict[str, Any]]:
-    """The deltas of one choice, in the order a real model streams them."""
-    yield {"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
-    for piece in split_tokens(choice.reasoning or ""):
-        yield {"index": index, "delta": {"reasoning_content": piece}, "logprobs": None, "finish_reason": None}
-    for piece in split_tokens(choice.content or ""):
-        yield {"index": index, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
-    if choice.refusal:
-        for piece in split_tokens(choice.refusal):
-            yield {"index": index, "delta": {"refusal": piece}, "logprobs": None, "finish_reason": None}
+def _delta(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _deltas(index: int, choice: Choice, shaped: Shaped) -> Iterator[tuple[dict[str, Any], int]]:
+    """The deltas of one choice, in the order a real model streams them, each with the tokens it carries."""
+    yield _delta(index, {"role": "assistant", "content": ""}), 0
+    for piece in shaped.pieces(choice.reasoning):
+        yield _delta(index, {"reasoning_content": piece}), count_text(piece)
+    for piece in shaped.pieces(choice.content):
+        yield _delta(index, {"content": piece}), count_text(piece)
+    for piece in shaped.pieces(choice.refusal):
+        yield _delta(index, {"refusal": piece}), count_text(piece)
     for call_index, call in enumerate(choice.tool_calls):
         head = {
             "index": call_index,
@@ -247,15 +250,17 @@ def _deltas(index: int, choice: Any) -> Iterator[dict[str, Any]]:
             "type": "function",
             "function": {"name": call.name, "arguments": ""},
         }
-        yield {"index": index, "delta": {"tool_calls": [head]}, "logprobs": None, "finish_reason": None}
-        for piece in split_tokens(call.arguments):
-            fragment = {"index": call_index, "function": {"arguments": piece}}
-            yield {"index": index, "delta": {"tool_calls": [fragment]}, "logprobs": None, "finish_reason": None}
-    yield {"index": index, "delta": {}, "logprobs": None, "finish_reason": choice.finish_reason}
+        yield _delta(index, {"tool_calls": [head]}), count_text(call.name)
+        for piece in shaped.pieces(call.arguments):
+            yield (
+                _delta(index, {"tool_calls": [{"index": call_index, "function": {"arguments": piece}}]}),
+                count_text(piece),
+            )
+    yield _delta(index, {}, choice.finish_reason), 0
 
 
-def stream_chunks(shaped: Shaped, model: str, options: ChatOptions, created: int | None = None) -> Iterator[str]:
-    """`data:` payloads of the stream, `[DONE]` last; choices of n > 1 follow one another."""
+def stream_events(shaped: Shaped, model: str, options: ChatOptions, created: int | None = None) -> Iterator[SseEvent]:
+    """The stream's events, `[DONE]` last; choices of n > 1 follow one another."""
     head = {
         "id": completion_id(),
         "object": "chat.completion.chunk",
@@ -263,14 +268,14 @@ def stream_chunks(shaped: Shaped, model: str, options: ChatOptions, created: int
         "model": model,
     }
     for index, choice in enumerate(shaped.choices):
-        for delta in _deltas(index, choice):
+        for delta, tokens in _deltas(index, choice, shaped):
             chunk = {**head, "choices": [delta]}
             if options.include_usage:
                 chunk["usage"] = None
-            yield dump(chunk)
+            yield SseEvent(dump(chunk), tokens=tokens)
     if options.include_usage:
-        yield dump({**head, "choices": [], "usage": usage_body(shaped.usage)})
-    yield "[DONE]"
+        yield SseEvent(dump({**head, "choices": [], "usage": usage_body(shaped.usage)}))
+    yield SseEvent("[DONE]")
 
 
 def error_body(failure: Failure, profile: Profile) -> dict[str, Any]:
@@ -305,7 +310,7 @@ class ChatAdapter(Adapter):
         return completion_body(shaped, exchange.model)
 
     def events(self, shaped: Shaped, exchange: Exchange, options: ChatOptions) -> Iterator[SseEvent]:
-        return (SseEvent(data) for data in stream_chunks(shaped, exchange.model, options))
+        return stream_events(shaped, exchange.model, options)
 
     def error_body(self, failure: Failure, context: Context) -> dict[str, Any]:
         return error_body(failure, context.profile)
