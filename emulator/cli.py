@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import sys
@@ -138,7 +137,7 @@ def serve(settings: Settings) -> int:
     config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level in ("debug", "trace"))
     server = uvicorn.Server(config)
     print(f"tokenhub-emulator listening on http://{shown_host}:{port}", flush=True)
-    asyncio.run(server.serve(sockets=[sock]))
+    server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
     return 0
 
 
