@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from emulator.exchange import Exchange, Failure, Reply
 from emulator.scenarios.actions import Run
+from emulator.scenarios.index import RuleIndex
 from emulator.scenarios.matchers import AllOf, Condition, TextIs
 from emulator.scenarios.schema import DEFAULT_SENTENCES, FALLBACKS, DeclaredModel, Rule, Scenario, ScenarioSettings
 
@@ -102,6 +103,7 @@ class Engine:
             for scenario in self.scenarios
             for rule in scenario.rules
         ]
+        self._index = RuleIndex([((rule, settings), rule.when) for rule, settings in self._rules])
         self.state.reset()
 
     @property
@@ -126,11 +128,11 @@ class Engine:
         self.state.reset(scope)
 
     def match(self, exchange: Exchange) -> Rule | None:
-        return next((rule for rule, _ in self._rules if rule.when.matches(exchange)), None)
+        return next((rule for rule, _ in self._index.candidates(exchange) if rule.when.matches(exchange)), None)
 
     def respond(self, exchange: Exchange) -> Reply | Failure:
         scope = exchange.headers.get(SCOPE_HEADER, "")
-        for rule, settings in self._rules:
+        for rule, settings in self._index.candidates(exchange):
             if rule.when.matches(exchange):
                 run = Run(
                     exchange=exchange,
