@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -94,12 +95,31 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         if len(body) > max_bytes:
             raise _too_large(max_bytes)
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except UnicodeDecodeError:
         raise ApiError.invalid("The request body is not valid UTF-8.") from None
     except json.JSONDecodeError as exc:
         raise ApiError.invalid(
             f"We could not parse the JSON body of your request: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    except RecursionError:
+        raise ApiError.invalid("The JSON body of your request is nested too deeply.") from None
+    if _SURROGATE_ESCAPE.search(body):
+        _reject_unpaired_surrogates(value)
+    return value
+
+
+# A `\uD800`–`\uDFFF` escape: JSON allows it, but alone (not as half of a pair) it is no character and
+# could not be written back out as UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _reject_unpaired_surrogates(value: Any) -> None:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError.invalid(
+            "The request body contains an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)."
         ) from None
 
 

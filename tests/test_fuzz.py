@@ -1,0 +1,140 @@
+"""Hostile input never gets a 500, a traceback or a dead server: every answer is a 2xx or a 4xx in the envelope.
+
+Short form for CI (in-process ASGI, a few hundred examples); the long form lives in bench/.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from emulator.app import build_app
+from emulator.config import Settings
+from tests.conftest import SCENARIOS
+
+HEADERS = {"authorization": "Bearer sk-fuzz", "content-type": "application/json"}
+VALID_CHAT: dict[str, Any] = {
+    "model": "glm-5",
+    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Calculate 1+1"}],
+    "temperature": 0.5,
+    "max_tokens": 50,
+    "stream": False,
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    "tool_choice": "auto",
+}
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=300)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(build_app(Settings(scenarios=[SCENARIOS])), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def assert_clean(response) -> None:
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"]
+
+
+def field_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    paths = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths += field_paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths += field_paths(item, (*prefix, index))
+    return paths
+
+
+def replaced(document: Any, path: tuple, new: Any) -> Any:
+    if not path:
+        return new
+    copy = json.loads(json.dumps(document))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = new
+    return copy
+
+
+CHAT_PATHS = field_paths(VALID_CHAT)
+
+
+@FUZZ
+@given(path=st.sampled_from(CHAT_PATHS), value=json_values)
+def test_chat_any_field_replaced_by_any_json(client, path, value):
+    assert_clean(client.post("/v1/chat/completions", json=replaced(VALID_CHAT, path, value), headers=HEADERS))
+
+
+@FUZZ
+@given(body=json_values)
+def test_chat_any_json_document(client, body):
+    assert_clean(client.post("/v1/chat/completions", json=body, headers=HEADERS))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=400))
+def test_chat_any_bytes(client, raw):
+    assert_clean(client.post("/v1/chat/completions", content=raw, headers=HEADERS))
+
+
+@FUZZ
+@given(cut=st.integers(min_value=0, max_value=len(json.dumps(VALID_CHAT)) - 1))
+def test_chat_truncated_json(client, cut):
+    response = client.post("/v1/chat/completions", content=json.dumps(VALID_CHAT)[:cut], headers=HEADERS)
+    assert response.status_code == 400
+    assert_clean(response)
+
+
+@FUZZ
+@given(content_type=st.text(max_size=40).filter(lambda t: "\n" not in t and "\r" not in t))
+def test_any_content_type(client, content_type):
+    headers = {**HEADERS, "content-type": content_type.encode("ascii", "ignore").decode()}
+    assert_clean(client.post("/v1/chat/completions", content=json.dumps(VALID_CHAT), headers=headers))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b'{"model": "glm-5", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        json.dumps({**VALID_CHAT, "n": 10**30}).encode(),
+        json.dumps({**VALID_CHAT, "max_tokens": 10**30}).encode(),
+        json.dumps({**VALID_CHAT, "messages": [{"role": "user", "content": "x" * 1_000_000}]}).encode(),
+        json.dumps({**VALID_CHAT, "metadata": json.loads("[" * 500 + "]" * 500)}).encode(),
+        json.dumps({**VALID_CHAT, "stop": ["x" * 10_000]}).encode(),
+    ],
+    ids=["deep-array", "lone-surrogate", "huge-n", "huge-max-tokens", "long-string", "deep-field", "long-stop"],
+)
+def test_known_hostile_bodies(client, body):
+    assert_clean(client.post("/v1/chat/completions", content=body, headers=HEADERS))
+
+
+@FUZZ
+@given(model=st.text(max_size=80))
+def test_models_any_id(client, model):
+    response = client.get("/v1/models/" + quote(model, safe=""), headers=HEADERS)
+    assert response.status_code in (200, 404)
+    assert_clean(response)
