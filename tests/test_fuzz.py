@@ -138,3 +138,49 @@ def test_models_any_id(client, model):
     response = client.get("/v1/models/" + quote(model, safe=""), headers=HEADERS)
     assert response.status_code in (200, 404)
     assert_clean(response)
+
+
+YAML_PIECES = st.sampled_from(
+    [
+        "rules:",
+        "- ",
+        "  ",
+        "when:",
+        "reply:",
+        "fail:",
+        "sequence:",
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        "'",
+        '"',
+        "&a",
+        "*a",
+        "!!python/object:os.system",
+        "<<: *a",
+        "\n",
+        "last_user:",
+        "regex: '('",
+        "status: 99",
+        "{{ x",
+        "\t",
+        "---",
+        "\x00",
+    ]
+)
+
+
+@FUZZ
+@given(text=st.lists(YAML_PIECES | st.text(max_size=8), max_size=40).map("".join))
+def test_any_scenario_text_is_loaded_or_explained_with_positions(text):
+    from emulator.scenarios import ScenarioError, parse_scenario
+
+    try:
+        parse_scenario(text, "fuzz.yaml")
+    except ScenarioError as error:
+        assert error.problems
+        for problem in error.problems:
+            assert problem.line >= 1 and problem.column >= 1 and problem.message
+            assert str(problem).startswith(f"fuzz.yaml:{problem.line}:{problem.column}: ")
