@@ -24,9 +24,22 @@ from emulator.protocols.anthropic_messages import MessagesAdapter
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
-from emulator.scenarios import Engine, Scenario, load_scenarios, merged_settings
+from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
+from emulator.scoped_engine import ScopedEngine
 from emulator.shaping import shape
 from emulator.streaming import sse_response
+from emulator.test_scope import TestScopeMiddleware
+
+
+@dataclass
+class ScenarioStatus:
+    """Where the shared scenarios came from, and how the last reload of the scenario files went."""
+
+    from_files: int = 0  # engine.scenarios[:from_files] came from the scenario paths; the rest from the control API
+    reloads: int = 0
+    last_reload: float | None = None  # wall-clock time of the last successful reload
+    last_error: list[Problem] | None = None  # problems of the last failed reload, cleared by a good one
+    last_error_time: float | None = None
 
 
 @dataclass
@@ -39,6 +52,7 @@ class Runtime:
     engine: Engine
     adapters: list[Adapter] = field(default_factory=list)
     journal: Journal = field(default_factory=Journal)
+    scenario_status: ScenarioStatus = field(default_factory=ScenarioStatus)
 
     @classmethod
     def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> Runtime:
@@ -46,20 +60,40 @@ class Runtime:
             scenarios = load_scenarios(settings.scenarios)
         locale = merged_settings(scenarios).locale
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
-        engine = Engine(scenarios, generator=generator, fallback=settings.fallback)
+        engine = ScopedEngine(scenarios, generator=generator, fallback=settings.fallback)
         profile = PROFILES[settings.profile or DEFAULT_PROFILE]
-        return cls(settings, profile, catalog_for(engine), engine, default_adapters())
+        runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters())
+        runtime.scenario_status.from_files = len(scenarios)
+        return runtime
 
     @property
     def context(self) -> Context:
         return Context(self.profile, self.catalog, frozenset(self.settings.api_keys))
 
     def reset(self, test_id: str | None = None) -> None:
-        """Forget sequence counters and the journal (of one test id, or all)."""
+        """Forget sequence counters, the journal, a test's own scenarios and failures (of one test id, or all)."""
         self.engine.reset(test_id)
+        if isinstance(self.engine, ScopedEngine):
+            had_overlay = test_id is None or test_id in self.engine.scopes()
+            self.engine.forget(test_id)
+            if had_overlay:
+                self.catalog = catalog_for(self.engine)
         self.journal.clear(test_id)
         for adapter in self.adapters:
             adapter.reset(test_id)
+
+    def replace_scenarios(self, scenarios: list[Scenario], from_files: int | None = None) -> None:
+        """Serve these shared scenarios from now on; the first `from_files` came from the scenario paths."""
+        self.engine.replace(scenarios)
+        self.catalog = catalog_for(self.engine)
+        if from_files is not None:
+            self.scenario_status.from_files = from_files
+
+    def set_overlay(self, test_id: str, scenarios: list[Scenario]) -> None:
+        """Scenarios that answer this test id only (requires the ScopedEngine that from_settings builds)."""
+        assert isinstance(self.engine, ScopedEngine)
+        self.engine.set_overlay(test_id, scenarios)
+        self.catalog = catalog_for(self.engine)
 
     def protocol_for(self, path: str) -> str | None:
         for adapter in self.adapters:
@@ -196,6 +230,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     app = Starlette(
         routes=routes_for(runtime),
         middleware=[
+            Middleware(TestScopeMiddleware),
             Middleware(GatewayMiddleware, on_crash=crash_response),
             Middleware(JournalMiddleware, journal=runtime.journal, protocol_for=runtime.protocol_for),
         ],

@@ -76,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
         help="which documented gateway to be (default tokenhub)",
     )
 
+    serve.add_argument(
+        "--control-token",
+        default=env_default("control_token"),
+        metavar="TOKEN",
+        help=f"token the /_emulator/ control API requires; needed to use it beyond loopback "
+        f"(prefer {env_name('control_token')}: flags show in process lists)",
+    )
+    serve.add_argument(
+        "--watch",
+        action="store_true",
+        default=env_default("watch", "") in ("1", "true", "yes"),
+        help="reload scenario files when they change; a file with errors keeps the previous version serving",
+    )
+
     validate = commands.add_parser("validate", help="check scenario files without serving")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     return parser
@@ -101,6 +115,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_body_bytes=args.max_body_bytes,
         fallback=args.fallback,
         profile=args.profile,
+        control_token=args.control_token or None,
+        watch=args.watch,
     )
 
 
@@ -135,7 +151,12 @@ def serve(settings: Settings) -> int:
     shown_host = f"[{host}]" if ":" in host else host
     app = build_app(settings, runtime)
     config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level in ("debug", "trace"))
-    server = uvicorn.Server(config)
+    if settings.watch:
+        from emulator.watch import WatchingServer
+
+        server = WatchingServer(config, runtime)
+    else:
+        server = uvicorn.Server(config)
     print(f"tokenhub-emulator listening on http://{shown_host}:{port}", flush=True)
     server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
     return 0

@@ -21,6 +21,8 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     profile: str = "tokenhub"  # which documented gateway to be (emulator.profiles.PROFILES)
     fallback: str | None = None  # when no rule matches: generate | error; None lets scenarios decide (else generate)
+    control_token: str | None = field(default=None, repr=False)  # required by /_emulator/ beyond loopback
+    watch: bool = False  # reload changed scenario files while serving
 
 
 def env_name(setting: str) -> str:

@@ -7,7 +7,7 @@ then content, then tool-call arguments, truncating where it runs out (finish rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from emulator.exchange import Choice, Exchange, Reply, ToolCall
 from emulator.tokens import count_messages, count_text, split_tokens, truncate_to_tokens
@@ -27,10 +27,17 @@ class Shaped:
     choices: list[Choice]
     usage: Usage
     chunker: Callable[[str], list[str]] = split_tokens  # how streamed text is cut into deltas
+    stop_sequences: list[str | None] = field(default_factory=list)  # per choice: the `stop` entry that cut it
 
     def pieces(self, text: str | None) -> list[str]:
         """`text` cut into the deltas a stream sends (one token each unless the timing plan says otherwise)."""
         return self.chunker(text) if text else []
+
+
+def first_stop(text: str | None, stops: list[str]) -> str | None:
+    """The stop sequence that occurs first in `text` (the one `stop` cuts at), or None."""
+    found = [(i, s) for s in stops if s and text and (i := text.find(s)) >= 0]
+    return min(found, key=lambda hit: hit[0])[1] if found else None
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -121,4 +128,5 @@ def shape(reply: Reply, exchange: Exchange) -> Shaped:
         cached_tokens=pinned.cached_tokens or 0,
         reasoning_tokens=reasoning,
     )
-    return Shaped(choices=choices, usage=usage)
+    stop_sequences = [first_stop(c.content, exchange.stop) for c in reply.choices]
+    return Shaped(choices=choices, usage=usage, stop_sequences=stop_sequences)

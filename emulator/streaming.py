@@ -1,11 +1,31 @@
-"""Delivery of a streamed reply: protocol adapters produce SSE events, this writes them to the socket."""
+"""Writing replies on a schedule: SSE events at their planned times, and the ways a connection can break.
+
+`Delivery` is a lean ASGI response: headers after an optional delay, then each body part at its offset
+from the stream start, each deadline taken from the loop clock at that start (so waits never add up
+errors), and an ending — complete, closed mid-way (FIN), or reset (RST). A client that goes away cancels
+the work at once: one watcher per response waits for `http.disconnect` and cancels the writer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+import asyncio
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
-from sse_starlette.sse import EventSourceResponse
+from emulator.transport import close_connection
+
+Ending = Literal["complete", "close", "reset"]
+Part = tuple[bytes, float]  # body bytes, seconds from the stream start
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+SSE_HEADERS: dict[str, str] = {
+    "cache-control": "no-cache",
+    "connection": "keep-alive",
+    "x-accel-buffering": "no",
+    "content-type": "text/event-stream; charset=utf-8",
+}
+CLOSE_GRACE_S = 2.0  # how long to wait for the server to notice a connection we closed
 
 
 @dataclass(frozen=True)
@@ -21,11 +41,104 @@ class SseEvent:
     tokens: int = 0
 
 
-async def _frames(events: Iterable[SseEvent]) -> AsyncIterator[dict[str, str]]:
-    for item in events:
-        yield {"data": item.data} if item.event is None else {"event": item.event, "data": item.data}
+def encode(event: SseEvent) -> bytes:
+    """`event: x` when named, one `data:` line per line of data, a blank line (LF, as the gateways send)."""
+    head = "" if event.event is None else f"event: {_LINE_BREAK.sub('', event.event)}\n"
+    data = event.data
+    if "\n" in data or "\r" in data:
+        body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    else:
+        body = f"data: {data}\n"
+    return f"{head}{body}\n".encode()
 
 
-def sse_response(events: Iterable[SseEvent], headers: Mapping[str, str] | None = None) -> EventSourceResponse:
-    """`data: …` frames separated by a blank line (LF, as the gateways send), no-cache, unbuffered by proxies."""
-    return EventSourceResponse(_frames(events), sep="\n", headers={"cache-control": "no-cache", **(headers or {})})
+class _Watch:
+    """Waits for the client to leave; then cancels the writer, unless the writer is closing on purpose."""
+
+    def __init__(self, receive: Callable[[], Any], writer: asyncio.Task[Any]) -> None:
+        self.gone = False
+        self.closing = False
+        self._writer = writer
+        self._task = asyncio.get_running_loop().create_task(self._run(receive))
+
+    async def _run(self, receive: Callable[[], Any]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        if not self.closing:
+            self._writer.cancel()
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def until_gone(self) -> None:
+        self.closing = True
+        await asyncio.wait([self._task], timeout=CLOSE_GRACE_S)
+        self._task.cancel()
+
+
+class Delivery:
+    """An HTTP response written on a schedule; see the module docstring."""
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        parts: Iterable[Part],
+        *,
+        delay: float = 0.0,
+        send_headers: bool = True,
+        ending: Ending = "complete",
+        on_done: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.status = status
+        self.raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        self.parts = parts
+        self.delay = delay
+        self.send_headers = send_headers
+        self.ending = ending
+        self.on_done = on_done  # called with whether the client went away first
+
+    async def __call__(self, scope: Any, receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+        writer = asyncio.current_task()
+        assert writer is not None
+        watch = _Watch(receive, writer)
+        try:
+            await self._write(send)
+            if self.ending == "complete":
+                watch.stop()  # the last message completes the response, which the server reports as a disconnect
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif close_connection(scope, reset=self.ending == "reset"):
+                await watch.until_gone()
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            writer.uncancel()
+        finally:
+            watch.stop()
+            if self.on_done is not None:
+                self.on_done(watch.gone and not watch.closing)
+
+    async def _write(self, send: Callable[[Any], Any]) -> None:
+        loop = asyncio.get_running_loop()
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+        if not self.send_headers:
+            return
+        await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
+        start = loop.time()
+        for body, offset in self.parts:
+            if offset:
+                wait = start + offset - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+def sse_parts(events: Iterable[SseEvent]) -> Iterable[Part]:
+    return ((encode(event), 0.0) for event in events)
+
+
+def sse_response(events: Iterable[SseEvent], headers: Mapping[str, str] | None = None) -> Delivery:
+    """The whole stream at once: `data: …` frames separated by a blank line, no-cache, unbuffered by proxies."""
+    return Delivery(200, {**SSE_HEADERS, **(headers or {})}, sse_parts(events))

@@ -61,6 +61,11 @@ def chat(server, body=None, *, key="sk-good", **kwargs):
         ({"model": "glm-5", "messages": [{"role": "user"}]}, "messages[0].content", "Missing required"),
         ({"model": "glm-5", "messages": [{"role": "user", "content": 5}]}, "messages[0].content", "Invalid type"),
         (
+            {"model": "glm-5", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "messages[0].content[0].text",
+            "expected a string",
+        ),
+        (
             {"model": "glm-5", "messages": [{"role": "user", "content": [{"type": "video", "video": {}}]}]},
             "messages[0].content[0].type",
             "'video'",

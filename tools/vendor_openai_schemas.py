@@ -24,6 +24,7 @@ ROOTS = [
     "ErrorResponse",
     "Response",
     "ResponseStreamEvent",
+    "ResponseItemList",
 ]
 HERE = pathlib.Path(__file__).resolve().parent
 DEFAULT_SPEC = HERE.parent.parent / "shared" / "reference" / "openai-openapi.yaml"

@@ -36,21 +36,31 @@ def json_type(value: Any) -> str:
 _TAGGED_LISTS = frozenset({"messages", "content"})  # arrays whose items are tagged unions
 
 
-def _is_union_label(loc: tuple[Any, ...], i: int, tags: frozenset[str]) -> bool:
-    """Pydantic puts union member labels into `loc`; they are not part of the request's field path."""
-    item = loc[i]
-    if not isinstance(item, str):
-        return False
-    if "[" in item or item in {"str", "int", "float", "bool", "none", "dict", "list"} or item[:1].isupper():
-        return True
-    return item in tags and i >= 2 and isinstance(loc[i - 1], int) and loc[i - 2] in _TAGGED_LISTS
+def _is_type_label(item: Any) -> bool:
+    """Labels pydantic gives union members by type (`str`, `list[...]`, a model's class name)."""
+    return isinstance(item, str) and (
+        "[" in item or item in {"str", "int", "float", "bool", "none", "dict", "list"} or item[:1].isupper()
+    )
+
+
+def _field_path(loc: tuple[Any, ...], tags: frozenset[str]) -> list[Any]:
+    """`loc` without the union member labels pydantic adds: what the request's own field path is."""
+    path: list[Any] = []
+    tag_expected = False  # right after the index of an item of a tagged-union array comes its tag
+    for item in loc:
+        if _is_type_label(item):
+            continue
+        if tag_expected and item in tags:
+            tag_expected = False
+            continue
+        path.append(item)
+        tag_expected = isinstance(item, int) and len(path) >= 2 and path[-2] in _TAGGED_LISTS
+    return path
 
 
 def param_path(loc: tuple[Any, ...], tags: frozenset[str] = frozenset()) -> str:
     path = ""
-    for i, item in enumerate(loc):
-        if _is_union_label(loc, i, tags):
-            continue
+    for item in _field_path(loc, tags):
         path += f"[{item}]" if isinstance(item, int) else (f".{item}" if path else str(item))
     return path
 
@@ -97,7 +107,7 @@ def to_api_error(exc: ValidationError, tags: frozenset[str] = frozenset()) -> Ap
     """The first problem, as the 400 the gateway sends; `tags` are the values tagged unions key on."""
     errors = exc.errors(include_url=False)
     # within a union, the branch that got furthest into the value says best what is wrong with it
-    first = max(errors, key=lambda e: sum(not _is_union_label(e["loc"], i, tags) for i in range(len(e["loc"]))))
+    first = max(errors, key=lambda e: len(_field_path(e["loc"], tags)))
     param = param_path(first["loc"], tags)
     if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         field = (first.get("ctx") or {}).get("discriminator", "").strip("'")

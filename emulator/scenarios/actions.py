@@ -14,7 +14,9 @@ from emulator.exchange import Choice, Exchange, Failure, Reply, ToolCall, UsageO
 from emulator.scenarios.templates import Template, template_context
 
 if TYPE_CHECKING:
+    from emulator.faults import FaultRule
     from emulator.generate import Generator
+    from emulator.timing import TimingSpec
 
 Then = Literal["repeat_last", "cycle"]
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -98,9 +100,38 @@ def conversation_digest(exchange: Exchange) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What a rule answers, with the timing and the fault its rule or sequence step attaches."""
+
+    outcome: Reply | Failure
+    timing: TimingSpec | None = None
+    fault: FaultRule | None = None
+
+
 class Action(ABC):
     @abstractmethod
     def run(self, run: Run) -> Reply | Failure: ...
+
+    def decide(self, run: Run) -> Decision:
+        return Decision(self.run(run))
+
+
+@dataclass(frozen=True)
+class Attached(Action):
+    """An action with a `timing` and a `fault` (a rule's or a sequence step's); the step's win over the rule's."""
+
+    action: Action
+    timing: TimingSpec | None = None
+    fault: FaultRule | None = None
+
+    def run(self, run: Run) -> Reply | Failure:
+        return self.action.run(run)
+
+    def decide(self, run: Run) -> Decision:
+        inner = self.action.decide(run)
+        timing = inner.timing.over(self.timing) if inner.timing is not None else self.timing
+        return Decision(inner.outcome, timing, inner.fault or self.fault)
 
 
 # Templated JSON for tool-call arguments: mappings and lists of templates and plain JSON scalars.
@@ -212,8 +243,11 @@ class SequenceAction(Action):
         return len(self.steps) - 1 if self.then == "repeat_last" else count % len(self.steps)
 
     def run(self, run: Run) -> Reply | Failure:
+        return self.decide(run).outcome
+
+    def decide(self, run: Run) -> Decision:
         index = self.step_index(run.next_count())
-        return self.steps[index].run(replace(run, key=f"{run.key}/{index + 1}"))
+        return self.steps[index].decide(replace(run, key=f"{run.key}/{index + 1}"))
 
 
 def _render(template: Template | None, run: Run) -> str | None:

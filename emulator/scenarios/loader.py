@@ -253,7 +253,7 @@ def _rules(check: Checker, value: Any, pos: Pos, file: str, stem: str) -> tuple[
             elif name is not INVALID:
                 names[name] = data.at("name")
         when = parse_when(check, data["when"], data.at("when")) if "when" in data else ALWAYS
-        action = parse_action(check, data)
+        action = parse_action(check, data, seed=f"{stem}#{index + 1}")
         if name is INVALID or action is None:
             continue
         raw_when = to_plain(data.get("when") or {})

@@ -7,6 +7,7 @@ from typing import Any
 from emulator.exchange import UsageOverride
 from emulator.scenarios.actions import (
     Action,
+    Attached,
     ChoiceSpec,
     FailAction,
     ReplyAction,
@@ -16,17 +17,24 @@ from emulator.scenarios.actions import (
     default_message,
 )
 from emulator.scenarios.checks import INVALID, Checker, shown, words
+from emulator.scenarios.parse_extras import fault_at, timing_at
 from emulator.scenarios.problems import Pos
-from emulator.scenarios.schema import ACTIONS, FINISH_REASONS, KEYS, THEN_MODES
+from emulator.scenarios.schema import ANSWERS, FINISH_REASONS, KEYS, THEN_MODES
 from emulator.scenarios.templates import compile_template
 from emulator.scenarios.yamlpos import YList, YMap
 
 _PER_CHOICE = KEYS["choice"]  # reply keys that move into each choice when `choices` is used
 
 
-def parse_action(check: Checker, rule: YMap) -> Action | None:
-    """The rule's one action; None when it has none or several (the problem is logged)."""
-    given = [key for key in ACTIONS if key in rule]
+def parse_action(check: Checker, rule: YMap, seed: str = "") -> Action | None:
+    """The rule's one action, with its timing and fault; None when it has none or several (the problem is logged).
+
+    A rule with only a `fault` answers with a generated reply, for the fault to break.
+    """
+    given = [key for key in ANSWERS if key in rule]
+    extras = _extras(check, rule, seed)
+    if not given and "fault" in rule:
+        return None if extras is INVALID else Attached(GENERATED, *extras)
     if len(given) != 1:
         found = f", found {words([repr(k) for k in given], 'and')}" if given else ""
         check.error(
@@ -36,16 +44,31 @@ def parse_action(check: Checker, rule: YMap) -> Action | None:
     key = given[0]
     if "then" in rule and key != "sequence":
         check.error(rule.key_at("then"), "'then' only applies to a sequence")
-    if key == "sequence":
-        return _sequence(check, rule)
-    return _step(check, key, rule[key], rule.at(key))
+    action = _sequence(check, rule, seed) if key == "sequence" else _step(check, key, rule[key], rule.at(key))
+    return _attached(action, extras)
+
+
+GENERATED = ReplyAction((ChoiceSpec(),), repeat=True)  # `reply: {}`
+
+
+def _extras(check: Checker, data: YMap, seed: str) -> Any:
+    """(timing, fault) of a rule or a step, each None when not given; INVALID when either is wrong."""
+    timing = timing_at(check, data) if "timing" in data else None
+    fault = fault_at(check, data, f"{seed}:fault") if "fault" in data else None
+    return INVALID if INVALID in (timing, fault) else (timing, fault)
+
+
+def _attached(action: Action | None, extras: Any) -> Action | None:
+    if action is None or extras is INVALID:
+        return None
+    return Attached(action, *extras) if extras != (None, None) else action
 
 
 def _step(check: Checker, key: str, value: Any, pos: Pos) -> Action | None:
     return parse_reply(check, value, pos) if key == "reply" else parse_fail(check, value, pos)
 
 
-def _sequence(check: Checker, rule: YMap) -> Action | None:
+def _sequence(check: Checker, rule: YMap, seed: str) -> Action | None:
     then = "repeat_last"
     if "then" in rule:
         then = check.choice(rule["then"], rule.at("then"), "'then'", THEN_MODES)
@@ -60,13 +83,17 @@ def _sequence(check: Checker, rule: YMap) -> Action | None:
             steps.append(None)
             continue
         known = check.keys(data, KEYS["step"], "in sequence step")
-        given = [key for key in KEYS["step"] if key in data]
+        given = [key for key in ("reply", "fail") if key in data]
+        extras = _extras(check, data, f"{seed}/{index + 1}")
+        if not given and "fault" in data:
+            steps.append(_attached(GENERATED, extras))
+            continue
         if len(given) != 1:
             if known or given:
                 check.error(data.pos, "a sequence step needs exactly one of reply or fail")
             steps.append(None)
             continue
-        steps.append(_step(check, given[0], data[given[0]], data.at(given[0])))
+        steps.append(_attached(_step(check, given[0], data[given[0]], data.at(given[0])), extras))
     if then is INVALID or None in steps:
         return None
     return SequenceAction(tuple(s for s in steps if s is not None), then)

@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator.faults import FAULT_KEYS, FaultRule
+from emulator.ratelimit import RATE_LIMIT_KEYS, RateLimits
 from emulator.scenarios.actions import Action
 from emulator.scenarios.matchers import Condition
 from emulator.scenarios.problems import Pos
+from emulator.timing import CHUNK_UNITS, JITTER_KINDS, JITTER_PARAMS, TIMING_KEYS, TimingSpec
 
 # Allowed keys per kind of mapping. The names are the `$defs` of emulator/data/scenario.schema.json.
 KEYS: dict[str, tuple[str, ...]] = {
     "scenario": ("name", "description", "models", "settings", "rules"),
     "model": ("id", "serves", "reasoning", "owned_by"),
-    "settings": ("fallback", "locale", "sentences"),
-    "rule": ("name", "when", "reply", "fail", "sequence", "then"),
+    "settings": ("fallback", "locale", "sentences", "timing", "faults", "rate_limits"),
+    "rule": ("name", "when", "reply", "fail", "sequence", "then", "fault", "timing"),
     "when": (
         "model",
         "endpoint",
@@ -42,10 +45,17 @@ KEYS: dict[str, tuple[str, ...]] = {
     "toolCall": ("name", "arguments", "id"),
     "usage": ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"),
     "fail": ("status", "message", "type", "code", "param", "headers"),
-    "step": ("reply", "fail"),
+    "step": ("reply", "fail", "fault", "timing"),
+    "timing": TIMING_KEYS,
+    "jitter": JITTER_KINDS,
+    **{kind: params for kind, params in JITTER_PARAMS.items()},  # uniform, normal, lognormal
+    "chunk": CHUNK_UNITS,
+    "fault": FAULT_KEYS,
+    "rateLimits": RATE_LIMIT_KEYS,
 }
 TEXT_KINDS = ("equals", "contains", "starts_with", "ends_with", "regex")
-ACTIONS = ("reply", "fail", "sequence")
+ANSWERS = ("reply", "fail", "sequence")  # a rule has one of these …
+ACTIONS = (*ANSWERS, "fault")  # … or only a fault (its reply is then generated)
 
 # Allowed words per enumerated value.
 FALLBACKS = ("generate", "error")
@@ -73,6 +83,9 @@ class ScenarioSettings:
     fallback: str | None = None
     locale: str | None = None
     sentences: tuple[int, int] | None = None
+    timing: TimingSpec | None = None
+    faults: tuple[FaultRule, ...] = ()  # background faults: every scenario's apply
+    rate_limits: RateLimits | None = None
 
 
 @dataclass(frozen=True)

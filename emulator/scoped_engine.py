@@ -1,0 +1,109 @@
+"""The scenario engine plus what one test id adds for itself: its own scenarios and injected failures.
+
+A test that loads a scenario through the control API (or the pytest plugin) with its test id gets an
+overlay: its rules are tried before the shared ones, for its requests only. `fail_next` queues failures
+that the test's next requests get before any rule is tried.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from emulator.exchange import Exchange, Failure, Reply
+from emulator.scenarios import SCOPE_HEADER, DeclaredModel, Engine, Rule, RuleMiss, Scenario
+
+if TYPE_CHECKING:
+    from emulator.generate import Generator
+
+FAIL_NEXT_RULE = "fail_next"  # the rule name journaled for an injected failure
+
+
+class ScopedEngine(Engine):
+    def __init__(self, scenarios: Sequence[Scenario], *, generator: Generator, fallback: str | None = None) -> None:
+        self._overlays: dict[str, list[Scenario]] = {}
+        self._overlay_engines: dict[str, Engine] = {}
+        self._failures: dict[str, deque[Failure]] = {}
+        super().__init__(scenarios, generator=generator, fallback=fallback)
+
+    # ------------------------------------------------------------ shared scenarios
+
+    def replace(self, scenarios: Sequence[Scenario]) -> None:
+        super().replace(scenarios)
+        for scope in list(self._overlays):
+            self._rebuild(scope)
+
+    # ------------------------------------------------------------ one test's own
+
+    def overlay(self, scope: str) -> list[Scenario]:
+        return list(self._overlays.get(scope, ()))
+
+    def scopes(self) -> list[str]:
+        return list(self._overlays)
+
+    def set_overlay(self, scope: str, scenarios: Sequence[Scenario]) -> None:
+        """Scenarios that answer requests of this test id only, before the shared ones (empty: drop them)."""
+        if scenarios:
+            self._overlays[scope] = list(scenarios)
+            self._rebuild(scope)
+        else:
+            self._overlays.pop(scope, None)
+            self._overlay_engines.pop(scope, None)
+
+    def fail_next(self, scope: str, failures: Sequence[Failure]) -> None:
+        self._failures.setdefault(scope, deque()).extend(failures)
+
+    def pending_failures(self, scope: str) -> int:
+        return len(self._failures.get(scope, ()))
+
+    def forget(self, scope: str | None = None) -> None:
+        """Drop overlays and queued failures of one test id, or of all."""
+        for table in (self._overlays, self._overlay_engines, self._failures):
+            if scope is None:
+                table.clear()
+            else:
+                table.pop(scope, None)
+
+    def _rebuild(self, scope: str) -> None:
+        engine = Engine(
+            [*self._overlays[scope], *self.scenarios],
+            generator=self.generator,
+            fallback=self._default_fallback,
+            reply_generator=self._reply_generator,
+        )
+        engine.state = self.state  # counters stay keyed by (scope, rule), shared with the plain engine
+        self._overlay_engines[scope] = engine
+
+    def _for(self, exchange: Exchange) -> Engine | None:
+        if not self._overlay_engines:
+            return None
+        return self._overlay_engines.get(exchange.headers.get(SCOPE_HEADER, ""))
+
+    # ------------------------------------------------------------ answering
+
+    def respond(self, exchange: Exchange) -> Reply | Failure:
+        if self._failures:
+            queued = self._failures.get(exchange.headers.get(SCOPE_HEADER, ""))
+            if queued:
+                return queued.popleft()
+        engine = self._for(exchange)
+        return engine.respond(exchange) if engine else super().respond(exchange)
+
+    def match(self, exchange: Exchange) -> Rule | None:
+        engine = self._for(exchange)
+        return engine.match(exchange) if engine else super().match(exchange)
+
+    def explain(self, exchange: Exchange) -> list[RuleMiss]:
+        engine = self._for(exchange)
+        return engine.explain(exchange) if engine else super().explain(exchange)
+
+    @property
+    def declared_models(self) -> list[DeclaredModel]:
+        """Shared declarations first, then the overlays' (a model is global to the catalog)."""
+        models = {model.id: model for model in super().declared_models}
+        for scenarios in self._overlays.values():
+            for scenario in scenarios:
+                for model in scenario.models:
+                    models.setdefault(model.id, model)
+        return list(models.values())

@@ -1,0 +1,344 @@
+"""Test helpers: the emulator in a background thread, and a per-test handle on it.
+
+The pytest plugin (emulator/pytest_plugin.py) is built on these; other test runners can use them directly:
+
+    server = EmulatorServer().start()
+    test = server.handle("my-test")
+    test.load("rules: [{when: {last_user: hi}, reply: {content: hello}}]")
+    client = test.openai()
+    ...
+    test.close(); server.stop()
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+
+from emulator.control_http import TOKEN_HEADER
+from emulator.journal import TEST_ID_HEADER
+from emulator.test_scope import scoped_root
+
+CONTROL = "/_emulator"
+API_KEY = "sk-tokenhub-emulator"
+ANTHROPIC_API_KEY = "sk-ant-tokenhub-emulator"
+START_TIMEOUT_S = 30.0
+
+
+class EmulatorError(Exception):
+    """A control API call failed; `error` is the error object the server sent."""
+
+    def __init__(self, status: int, error: Mapping[str, Any]) -> None:
+        self.status = status
+        self.error = dict(error)
+        self.problems = [f"{p['file']}:{p['line']}:{p['column']}: {p['message']}" for p in error.get("problems", [])]
+        detail = "\n  ".join(self.problems)
+        super().__init__(f"{status} {error.get('message', '')}" + (f"\n  {detail}" if detail else ""))
+
+
+class EmulatorServer:
+    """The real emulator on a free loopback port, in a daemon thread with its own event loop.
+
+    `url` names an emulator that is already running (a CI service container) instead: nothing is started.
+    """
+
+    def __init__(
+        self,
+        *,
+        scenarios: Iterable[str | Path] = (),
+        seed: int = 0,
+        url: str | None = None,
+        control_token: str | None = None,
+    ) -> None:
+        self.scenarios = [Path(p) for p in scenarios]
+        self.seed = seed
+        self.url = url.rstrip("/") if url else ""
+        self.control_token = control_token
+        self._server: _NotifyingServer | None = None
+        self._thread: threading.Thread | None = None
+        self._control: httpx.Client | None = None
+
+    def start(self) -> EmulatorServer:
+        if not self.url:
+            self._start_thread()
+        headers = {TOKEN_HEADER: self.control_token} if self.control_token else {}
+        self._control = httpx.Client(base_url=self.url + CONTROL, headers=headers, timeout=30)
+        return self
+
+    def _start_thread(self) -> None:
+        from emulator.app import Runtime, build_app
+        from emulator.cli import _bind
+        from emulator.config import Settings
+
+        settings = Settings(port=0, scenarios=self.scenarios, seed=self.seed, log_level="warning")
+        runtime = Runtime.from_settings(settings)  # raises ScenarioError for bad session scenarios
+        sock = _bind(settings.host, 0)
+        ready = threading.Event()
+        self._server = _NotifyingServer(
+            uvicorn.Config(build_app(settings, runtime), log_level="warning", access_log=False), ready
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="tokenhub-emulator", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(START_TIMEOUT_S) or not self._thread.is_alive():
+            raise RuntimeError("the tokenhub emulator did not start; see the log above")
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    def stop(self) -> None:
+        if self._control is not None:
+            self._control.close()
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+    def control(self, method: str, path: str, test_id: str | None = None, **kwargs: Any) -> Any:
+        """One control API call; raises EmulatorError on an error answer."""
+        assert self._control is not None, "start() the server first"
+        headers = dict(kwargs.pop("headers", {}))
+        if test_id is not None:
+            headers[TEST_ID_HEADER] = test_id
+        response = self._control.request(method, path, headers=headers, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"message": response.text}
+            raise EmulatorError(response.status_code, error)
+        return response.json()
+
+    def handle(self, test_id: str, base_dir: Path | None = None) -> EmulatorTest:
+        return EmulatorTest(self, test_id, base_dir)
+
+
+class _NotifyingServer(uvicorn.Server):
+    """Sets an event once it listens, so starting waits on that and never sleeps."""
+
+    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class RecordedRequest:
+    """One journaled request: `.body`, `.path`, `.status`, `.headers` (keys masked), `.rule`, `.misses` …"""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = dict(data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def messages(self) -> list[Any]:
+        body = self.data.get("body")
+        return list(body.get("messages", [])) if isinstance(body, dict) else []
+
+    def __repr__(self) -> str:
+        return f"<RecordedRequest #{self.data.get('id')} {self.data.get('method')} {self.data.get('path')} → {self.data.get('status')}>"
+
+
+class RequestLog(list):
+    """The requests of one test, oldest first; `filter(path=…, status=…, rule=…)` narrows it."""
+
+    def filter(self, **criteria: Any) -> RequestLog:
+        return RequestLog(r for r in self if all(r.data.get(k) == v for k, v in criteria.items()))
+
+    @property
+    def last(self) -> RecordedRequest | None:
+        return self[-1] if self else None
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [r.body for r in self]
+
+
+class EmulatorTest:
+    """The emulator as one test sees it: its own test id, scenarios, journal, failures and clients."""
+
+    def __init__(self, server: EmulatorServer, test_id: str, base_dir: Path | None = None) -> None:
+        self.server = server
+        self.test_id = test_id
+        self.base_dir = base_dir
+        self._clients: list[Any] = []
+
+    # ------------------------------------------------------------ where it is
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    @property
+    def scoped_url(self) -> str:
+        """A root URL that carries this test's id, for clients that cannot send the header."""
+        return scoped_root(self.url, self.test_id)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {TEST_ID_HEADER: self.test_id}
+
+    def env(self) -> dict[str, str]:
+        """OPENAI_/ANTHROPIC_ base URLs (scoped to this test) and keys, for code that builds its own clients."""
+        return {
+            "OPENAI_BASE_URL": self.scoped_url + "/v1",
+            "OPENAI_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": self.scoped_url,
+            "ANTHROPIC_API_KEY": ANTHROPIC_API_KEY,
+        }
+
+    # ------------------------------------------------------------ scenarios and faults
+
+    def load(self, source: str | Path | Mapping[str, Any] | list[Any], *, name: str | None = None) -> list[str]:
+        """Load a scenario for this test only: a file path, YAML text, or the scenario as a dict / list of rules."""
+        text, file = self._scenario_text(source)
+        params = {k: v for k, v in (("name", name), ("file", file)) if v}
+        headers = {"content-type": "application/yaml"}
+        answer = self.server.control(
+            "POST", "/scenarios", self.test_id, content=text.encode(), params=params, headers=headers
+        )
+        return answer["loaded"]
+
+    def _scenario_text(self, source: Any) -> tuple[str, str | None]:
+        if isinstance(source, Mapping | list):
+            return yaml.safe_dump(source, sort_keys=False, allow_unicode=True), None
+        if isinstance(source, Path) or (isinstance(source, str) and _looks_like_path(source)):
+            path = self._resolve(Path(source))
+            return path.read_text(encoding="utf-8"), str(path)
+        return str(source), None
+
+    def _resolve(self, path: Path) -> Path:
+        if not path.is_absolute() and self.base_dir is not None and (self.base_dir / path).exists():
+            return self.base_dir / path
+        if not path.exists():
+            raise FileNotFoundError(f"no scenario file {path} (looked in {self.base_dir or '.'} and {os.getcwd()})")
+        return path
+
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 429,
+        *,
+        message: str | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """This test's next `count` API requests fail with `status`; how many failures are now queued."""
+        spec = {"count": count, "status": status, "message": message, "type": type, "code": code}
+        spec = {k: v for k, v in spec.items() if v is not None}
+        if headers:
+            spec["headers"] = dict(headers)
+        return self.server.control("POST", "/fail_next", self.test_id, json=spec)["queued"]
+
+    def reset(self) -> None:
+        """Forget this test's sequences, journal, scenarios and queued failures."""
+        self.server.control("POST", "/reset", self.test_id)
+
+    # ------------------------------------------------------------ journal
+
+    @property
+    def requests(self) -> RequestLog:
+        data = self.server.control("GET", "/journal", self.test_id)["data"]
+        return RequestLog(RecordedRequest(entry) for entry in data)
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        data = self.server.control("GET", "/journal", self.test_id, params={"limit": 1})["data"]
+        return RecordedRequest(data[-1]) if data else None
+
+    # ------------------------------------------------------------ clients
+
+    def openai(self, **kwargs: Any) -> Any:
+        import openai
+
+        kwargs.setdefault("http_client", self._transport(openai.DefaultHttpxClient))
+        return self._keep(openai.OpenAI(**self._openai_args(kwargs)))
+
+    def async_openai(self, **kwargs: Any) -> Any:
+        import openai
+
+        kwargs.setdefault("http_client", self._transport(openai.DefaultAsyncHttpxClient))
+        return self._keep(openai.AsyncOpenAI(**self._openai_args(kwargs)))
+
+    def anthropic(self, **kwargs: Any) -> Any:
+        import anthropic
+
+        kwargs.setdefault("http_client", self._transport(anthropic.DefaultHttpxClient))
+        return self._keep(anthropic.Anthropic(**self._anthropic_args(kwargs)))
+
+    def async_anthropic(self, **kwargs: Any) -> Any:
+        import anthropic
+
+        kwargs.setdefault("http_client", self._transport(anthropic.DefaultAsyncHttpxClient))
+        return self._keep(anthropic.AsyncAnthropic(**self._anthropic_args(kwargs)))
+
+    def _transport(self, factory: Any) -> Any:
+        """The SDK's own HTTP client; on plain http without loading CA certificates, which costs ~20 ms a client."""
+        return factory(verify=False) if self.url.startswith("http://") else factory()
+
+    def http(self, **kwargs: Any) -> httpx.Client:
+        """A plain httpx client on the root URL, with a key and this test's id."""
+        headers = {"authorization": f"Bearer {API_KEY}", **self.headers, **kwargs.pop("headers", {})}
+        verify = kwargs.pop("verify", not self.url.startswith("http://"))
+        return self._keep(httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=verify, **kwargs))
+
+    def _openai_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "api_key": API_KEY,
+            "base_url": self.openai_base_url,
+            "max_retries": 0,
+            **kwargs,
+            "default_headers": {**self.headers, **kwargs.get("default_headers", {})},
+        }
+
+    def _anthropic_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "api_key": ANTHROPIC_API_KEY,
+            "base_url": self.anthropic_base_url,
+            "max_retries": 0,
+            **kwargs,
+            "default_headers": {**self.headers, **kwargs.get("default_headers", {})},
+        }
+
+    def _keep(self, client: Any) -> Any:
+        self._clients.append(client)
+        return client
+
+    def close(self, *, reset: bool = True) -> None:
+        """Close the clients made here (sync ones; async ones close with their loop) and reset the test's state."""
+        for client in self._clients:
+            close = getattr(client, "close", None)
+            if close is not None and not _is_async(client):
+                close()
+        self._clients.clear()
+        if reset:
+            self.reset()
+
+
+def _looks_like_path(text: str) -> bool:
+    return "\n" not in text and (text.endswith((".yaml", ".yml")) or Path(text).is_file())
+
+
+def _is_async(client: Any) -> bool:
+    return type(client).__name__.startswith("Async")

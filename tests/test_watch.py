@@ -1,0 +1,94 @@
+"""`serve --watch`: a changed scenario file is served; a broken one keeps the previous version and is reported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from emulator.app import Runtime
+from emulator.config import Settings
+from emulator.watch import ScenarioFilter, reload
+from tests.conftest import start_server, stop_server
+
+RULE = "rules:\n  - name: ping\n    when: {{last_user: ping}}\n    reply: {{content: {answer}}}\n"
+BROKEN = "rules:\n  - name: ping\n    when: {last_usr: ping}\n    reply: {content: broken}\n"
+
+
+def ask(http, text: str = "ping") -> str:
+    body = {"model": "glm-5", "messages": [{"role": "user", "content": text}]}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["choices"][0]["message"]["content"]
+
+
+def wait_for(http, condition, timeout: float = 15.0) -> dict:
+    """Poll the control API until `condition(reload status)` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = http.get("/_emulator/scenarios").json()["reload"]
+        if condition(status):
+            return status
+        assert time.monotonic() < deadline, f"no reload seen: {status}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def watched(tmp_path: Path):
+    scenario = tmp_path / "live.yaml"
+    scenario.write_text(RULE.format(answer="one"))
+    server = start_server("--watch", "--scenario", str(tmp_path))
+    yield server, scenario
+    stop_server(server)
+
+
+def test_edit_reload_break_and_recover(watched):
+    server, scenario = watched
+    with server.http() as http:
+        assert ask(http) == "one"
+        scenario.write_text(RULE.format(answer="two"))
+        wait_for(http, lambda s: s["count"] >= 1)
+        assert ask(http) == "two"
+
+        scenario.write_text(BROKEN)
+        status = wait_for(http, lambda s: s["last_error"] is not None)
+        problem = status["last_error"]["problems"][0]
+        assert problem["file"].endswith("live.yaml") and problem["line"] == 3 and problem["column"] > 1
+        assert "last_usr" in status["last_error"]["message"]
+        assert ask(http) == "two"  # the previous version keeps serving
+
+        (scenario.parent / "more.yaml").write_text(RULE.format(answer="never").replace("ping", "pong"))
+        scenario.write_text(RULE.format(answer="three"))
+        wait_for(http, lambda s: s["last_error"] is None)
+        assert ask(http) == "three"
+        assert ask(http, "pong") == "never"  # a new file in the watched folder
+
+
+def test_reload_keeps_control_api_scenarios_after_the_files(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(RULE.format(answer="file"))
+    runtime = Runtime.from_settings(Settings(scenarios=[path]))
+    from emulator.scenarios import parse_scenario
+
+    added = parse_scenario("rules: [{name: extra, when: {last_user: x}, reply: {content: y}}]", "api", "api")
+    runtime.replace_scenarios([*runtime.engine.scenarios, added])
+    path.write_text(RULE.format(answer="changed"))
+    assert reload(runtime)
+    assert [s.name for s in runtime.engine.scenarios] == ["a", "api"]
+    assert runtime.scenario_status.from_files == 1 and runtime.scenario_status.reloads == 1
+    path.write_text("rules: [")
+    assert not reload(runtime)
+    assert runtime.scenario_status.last_error and [s.name for s in runtime.engine.scenarios] == ["a", "api"]
+
+
+def test_filter_takes_the_named_files_and_yaml_in_folders(tmp_path):
+    file = tmp_path / "one.yaml"
+    file.write_text("")
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    accepts = ScenarioFilter([file, folder])
+    assert accepts(None, str(file))
+    assert accepts(None, str(folder / "new.yml"))
+    assert not accepts(None, str(folder / "notes.txt"))
+    assert not accepts(None, str(tmp_path / "other.yaml"))
