@@ -28,6 +28,15 @@ VALID_CHAT: dict[str, Any] = {
     "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
     "tool_choice": "auto",
 }
+VALID_RESPONSES: dict[str, Any] = {
+    "model": "glm-5",
+    "instructions": "Be brief.",
+    "input": [{"role": "user", "content": [{"type": "input_text", "text": "Calculate 1+1"}]}],
+    "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+    "max_output_tokens": 50,
+    "text": {"format": {"type": "text"}},
+    "reasoning": {"effort": "low"},
+}
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_scalars = (
@@ -80,6 +89,7 @@ def replaced(document: Any, path: tuple, new: Any) -> Any:
 
 
 CHAT_PATHS = field_paths(VALID_CHAT)
+RESPONSES_PATHS = field_paths(VALID_RESPONSES)
 
 
 @FUZZ
@@ -92,6 +102,21 @@ def test_chat_any_field_replaced_by_any_json(client, path, value):
 @given(body=json_values)
 def test_chat_any_json_document(client, body):
     assert_clean(client.post("/v1/chat/completions", json=body, headers=HEADERS))
+
+
+@FUZZ
+@given(path=st.sampled_from(RESPONSES_PATHS), value=json_values, stream=st.booleans())
+def test_responses_any_field_replaced_by_any_json(client, path, value, stream):
+    body = {**replaced(VALID_RESPONSES, path, value), "stream": stream} if path else value
+    assert_clean(client.post("/v1/responses", json=body, headers=HEADERS))
+
+
+@FUZZ
+@given(response_id=st.text(max_size=60), method=st.sampled_from(["GET", "DELETE"]))
+def test_responses_any_stored_id(client, response_id, method):
+    response = client.request(method, "/v1/responses/" + quote(response_id, safe=""), headers=HEADERS)
+    assert response.status_code in (404, 405), response.text
+    assert_clean(response)
 
 
 @FUZZ

@@ -43,7 +43,8 @@ def _by_type(*members: type[BaseModel]) -> Any:
     def tag_of(value: Any) -> str:
         if not isinstance(value, dict):
             return first  # reported as "expected an object"
-        return tags.get(value.get("type"), "Unknown")
+        kind = value.get("type")
+        return tags.get(kind, "Unknown") if isinstance(kind, str) else "Unknown"
 
     return _tagged(members, tag_of)
 
@@ -178,6 +179,8 @@ def _item_tag(value: Any) -> str:
     kind = value.get("type")
     if kind is None:
         return "ItemReference" if "id" in value and "role" not in value else "MessageItem"
+    if not isinstance(kind, str):
+        return "Unknown"
     if kind in OTHER_ITEM_TYPES:
         return "OtherItem"
     return _ITEM_TAGS.get(kind, "Unknown")
