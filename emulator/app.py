@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,20 +17,25 @@ from starlette.types import Scope
 from emulator import control, fault_control
 from emulator.config import Settings
 from emulator.errors import ApiError
-from emulator.exchange import Failure
+from emulator.exchange import Exchange, Failure
+from emulator.faults import FaultBook, FaultRule, Who, break_stream, error_failure, event_failure, transport_fault
 from emulator.generate import Generator
 from emulator.http import GatewayMiddleware, bearer_key, json_response, read_json
-from emulator.journal import CONTROL_PREFIX, Entry, Journal, JournalMiddleware, current_entry
+from emulator.journal import CONTROL_PREFIX, Entry, Journal, JournalMiddleware, current_entry, elapsed_ms
 from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
 from emulator.protocols.anthropic_messages import MessagesAdapter
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
+from emulator.ratelimit import Admission, Limiter
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
+from emulator.scenarios.engine import decision_of
 from emulator.scoped_engine import ScopedEngine
 from emulator.shaping import shape
-from emulator.streaming import sse_response
+from emulator.streaming import SSE_HEADERS, Delivery, encode
 from emulator.test_scope import TestScopeMiddleware
+from emulator.timing import NO_TIMING, TimingSpec, seed_material, timing_from_headers
+from emulator.tokens import count_messages
 
 
 @dataclass
@@ -53,6 +60,8 @@ class Runtime:
     adapters: list[Adapter] = field(default_factory=list)
     journal: Journal = field(default_factory=Journal)
     scenario_status: ScenarioStatus = field(default_factory=ScenarioStatus)
+    faults: FaultBook = field(default_factory=FaultBook)  # run-time faults, counters, what was injected
+    _limiter: Limiter | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> Runtime:
@@ -63,6 +72,7 @@ class Runtime:
         engine = ScopedEngine(scenarios, generator=generator, fallback=settings.fallback)
         profile = PROFILES[settings.profile or DEFAULT_PROFILE]
         runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters())
+        runtime.faults = FaultBook(seed=settings.seed)
         runtime.scenario_status.from_files = len(scenarios)
         return runtime
 
@@ -79,6 +89,9 @@ class Runtime:
             if had_overlay:
                 self.catalog = catalog_for(self.engine)
         self.journal.clear(test_id)
+        self.faults.reset(test_id)
+        if test_id is None and self._limiter is not None:
+            self._limiter.reset()
         for adapter in self.adapters:
             adapter.reset(test_id)
 
@@ -94,6 +107,15 @@ class Runtime:
         assert isinstance(self.engine, ScopedEngine)
         self.engine.set_overlay(test_id, scenarios)
         self.catalog = catalog_for(self.engine)
+
+    def limiter(self) -> Limiter | None:
+        """The scenarios' settings.rate_limits, else the flags'; a reload that changes them starts new buckets."""
+        limits = self.engine.settings.rate_limits or self.settings.rate_limits
+        if limits is None or not limits.active:
+            self._limiter = None
+        elif self._limiter is None or self._limiter.limits != limits:
+            self._limiter = Limiter(limits)
+        return self._limiter
 
     def protocol_for(self, path: str) -> str | None:
         for adapter in self.adapters:
@@ -136,7 +158,8 @@ def error_response(runtime: Runtime, adapter: Adapter, failure: Failure, entry: 
 
 
 def create_endpoint(adapter: Adapter):
-    """The one pipeline: auth → body → parse → scenario engine → shape → JSON or SSE."""
+    """The one pipeline: auth → body → parse (and the x-emulator-* headers) → rate limits → faults →
+    scenario engine → shape → JSON or SSE, delivered on the request's timing plan."""
 
     async def endpoint(request: Request) -> Response:
         runtime = _runtime(request)
@@ -148,24 +171,159 @@ def create_endpoint(adapter: Adapter):
             if entry is not None:
                 entry.body = body
             exchange, options = adapter.parse(body, request, key, context)
+            asked_timing = timing_from_headers(exchange.headers)
+            asked_fault = runtime.faults.from_header(exchange.headers)
         except ApiError as exc:
             if entry is not None:
                 entry.action = "rejected"
             return error_response(runtime, adapter, exc.failure, entry)
-        outcome = runtime.engine.respond(exchange)
         if entry is not None:
-            entry.model, entry.stream, entry.rule = exchange.model, exchange.stream, outcome.rule
-            entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
-        if isinstance(outcome, Failure):
-            if outcome.rule is None and entry is not None:  # the error fallback: keep why each rule missed
-                entry.misses = [asdict(miss) for miss in runtime.engine.explain(exchange)[:3]]
-            return error_response(runtime, adapter, outcome, entry)
-        shaped = shape(outcome, exchange)
-        if exchange.stream:
-            return sse_response(adapter.events(shaped, exchange, options))
-        return json_response(adapter.render(shaped, exchange, options))
+            entry.model, entry.stream = exchange.model, exchange.stream
+        call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault)
+        limiter = runtime.limiter()
+        if limiter is None:
+            return call.answer()
+        prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
+        admission = limiter.admit(exchange, prompt, adapter.protocol)
+        if admission.refusal is not None:
+            call.note("rate_limited", f"rate limit ({admission.reason})")
+            return error_response(runtime, adapter, admission.refusal, entry)
+        call.limits = (limiter, admission)
+        try:
+            response = call.answer()
+        except BaseException:
+            limiter.release(admission)
+            raise
+        return _Finally(response, lambda: limiter.release(admission))
 
     return endpoint
+
+
+@dataclass
+class Call:
+    """One parsed request on its way to an answer: faults first, then the engine, then the timing plan."""
+
+    runtime: Runtime
+    adapter: Adapter
+    exchange: Exchange
+    options: Any
+    entry: Entry | None
+    asked_timing: TimingSpec | None
+    asked_fault: FaultRule | None
+    limits: tuple[Limiter, Admission] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.limits[1].headers if self.limits else {}
+
+    def note(self, action: str, fault: str | None = None) -> None:
+        if self.entry is not None:
+            self.entry.action = action
+            if fault is not None:
+                self.runtime.faults.record(self.entry.id, fault)
+
+    def answer(self) -> Response:
+        runtime, adapter, exchange, entry = self.runtime, self.adapter, self.exchange, self.entry
+        who = Who.of(exchange)
+        fault = runtime.faults.before_reply(self.asked_fault, who, runtime.engine.settings.faults)
+        if fault is not None and not fault.fault.spec.needs_reply:
+            return self.fault_response(fault)
+        outcome = runtime.engine.respond(exchange)
+        decision = decision_of(outcome)
+        if entry is not None:
+            entry.rule = outcome.rule
+            entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
+        if fault is None and decision.fault is not None:
+            fault = runtime.faults.pick([decision.fault], who)
+            if fault is not None and not fault.fault.spec.needs_reply:
+                return self.fault_response(fault)
+        latency = fault if fault is not None and fault.fault.kind == "latency" else None
+        delay = (latency.fault.value or 0) / 1000 if latency is not None else 0.0
+        if isinstance(outcome, Failure):  # only a latency applies to an error; the other faults break replies
+            return self.failure_response(outcome, latency, delay)
+        if fault is not None:
+            self.note("fault", fault.fault.label)
+        timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
+        plan = timing.plan(lambda: seed_material(runtime.settings.seed, who.test_id, exchange.body))
+        shaped = shape(outcome, exchange)
+        if plan.chunk is not None:
+            shaped.chunker = plan.chunk.split
+        headers = self.headers
+        if self.limits is not None:
+            limiter, admission = self.limits
+            headers = limiter.charge(admission, shaped.usage.completion_tokens, adapter.protocol)
+        if exchange.stream:
+            schedule = plan.schedule(adapter.events(shaped, exchange, self.options))
+            if fault is not None and fault.fault.spec.applies == "stream":
+                failure = event_failure(fault.fault, adapter.protocol)
+                parts, ending = break_stream(
+                    fault.fault, schedule, lambda: adapter.error_event(failure, runtime.context)
+                )
+            else:
+                parts, ending = ((encode(event), at) for event, at in schedule), "complete"
+            return Delivery(
+                200,
+                {**SSE_HEADERS, **headers},
+                parts,
+                delay=delay,
+                ending=ending,
+                chunked=True,
+                on_done=self.on_stream_done,
+                on_write=self.on_stream_write,
+            )
+        response = json_response(adapter.render(shaped, exchange, self.options), headers=headers)
+        if fault is not None and fault.fault.kind == "truncate":
+            size = len(response.body)
+            cut = min(fault.fault.bytes if fault.fault.bytes is not None else size // 2, max(size - 1, 0))
+            return Delivery.of(response, delay=delay, cut=cut)
+        delay += plan.latency_ms / 1000
+        return Delivery.of(response, delay=delay) if delay > 0 else response
+
+    def on_stream_write(self) -> None:
+        """A chunk the pump wrote past the middleware: the journal times it as its middleware would."""
+        entry = self.entry
+        if entry is not None:
+            now = elapsed_ms(entry)
+            if entry.first_byte_ms is None:
+                entry.first_byte_ms = now
+            entry.chunk_times_ms.append(now)
+
+    def on_stream_done(self, client_left: bool) -> None:
+        if client_left and self.entry is not None:
+            self.entry.disconnected = True
+
+    def failure_response(self, failure: Failure, fault: FaultRule | None, delay: float) -> Response:
+        runtime, entry = self.runtime, self.entry
+        if failure.rule is None and entry is not None and entry.action == "fail":  # the error fallback: why each missed
+            entry.misses = [asdict(miss) for miss in runtime.engine.explain(self.exchange)[:3]]
+        if fault is not None:
+            self.note("fault", fault.fault.label)
+        if self.headers:
+            failure = replace(failure, headers={**self.headers, **failure.headers})
+        response = error_response(runtime, self.adapter, failure, entry)
+        return Delivery.of(response, delay=delay) if delay > 0 else response
+
+    def fault_response(self, rule: FaultRule) -> Response:
+        """An error or a transport fault that replaces the answer."""
+        self.note("fault", rule.fault.label)
+        if rule.fault.kind == "error":
+            failure = error_failure(rule.fault, self.adapter.protocol, self.headers)
+            return error_response(self.runtime, self.adapter, failure, self.entry)
+        return transport_fault(rule.fault)  # type: ignore[return-value]
+
+
+class _Finally:
+    """A response that runs `callback` once it has been sent (or abandoned)."""
+
+    def __init__(self, response: Any, callback: Callable[[], None]) -> None:
+        self.response = response
+        self.callback = callback
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            self.callback()
 
 
 def _model_body(model: CatalogModel) -> dict[str, object]:

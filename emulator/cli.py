@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulator import __version__
+from emulator import __version__, cli_faults, record
 from emulator.config import LOG_LEVELS, Settings, env_default, env_name, split_list
 from emulator.profiles import PROFILES
 
@@ -90,8 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         help="reload scenario files when they change; a file with errors keeps the previous version serving",
     )
 
+    cli_faults.add_serve_flags(serve)
+
     validate = commands.add_parser("validate", help="check scenario files without serving")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    record.add_parser(commands)
+    cli_faults.add_report_parser(commands)
     return parser
 
 
@@ -117,6 +121,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         profile=args.profile,
         control_token=args.control_token or None,
         watch=args.watch,
+        timing=cli_faults.timing_from_args(args),
+        rate_limits=cli_faults.rate_limits_from_args(args),
     )
 
 
@@ -135,6 +141,7 @@ def serve(settings: Settings) -> int:
 
     from emulator.app import Runtime, build_app
     from emulator.scenarios import ScenarioError
+    from emulator.transport import http_protocol
 
     try:
         runtime = Runtime.from_settings(settings)
@@ -150,7 +157,12 @@ def serve(settings: Settings) -> int:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     app = build_app(settings, runtime)
-    config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level in ("debug", "trace"))
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("debug", "trace"),
+        http=http_protocol(),  # gives faults the connection (reset, empty reply, truncated body)
+    )
     if settings.watch:
         from emulator.watch import WatchingServer
 
@@ -179,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return validate(args.paths)
+    if args.command == "record":
+        return record.run(args)
+    if args.command == "report":
+        return cli_faults.run_report(args)
     return serve(settings_from(args))
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emulator.ratelimit import RateLimits
+    from emulator.timing import TimingSpec
 
 ENV_PREFIX = "TOKENHUB_EMULATOR_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -23,6 +28,8 @@ class Settings:
     fallback: str | None = None  # when no rule matches: generate | error; None lets scenarios decide (else generate)
     control_token: str | None = field(default=None, repr=False)  # required by /_emulator/ beyond loopback
     watch: bool = False  # reload changed scenario files while serving
+    timing: TimingSpec | None = None  # timing defaults from flags; scenarios, rules and request headers override
+    rate_limits: RateLimits | None = None  # rate limits from flags; a scenario's settings.rate_limits replaces them
 
 
 def env_name(setting: str) -> str:

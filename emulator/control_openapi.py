@@ -308,6 +308,13 @@ def paths() -> dict[str, Any]:
     }
 
 
+def _other_paths() -> dict[str, Any]:
+    """Paths that other control modules describe themselves (fault_control.OPENAPI_PATHS, when it has one)."""
+    from emulator import fault_control
+
+    return dict(getattr(fault_control, "OPENAPI_PATHS", {}))
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -319,7 +326,7 @@ def document() -> dict[str, Any]:
             "token.",
         },
         "servers": [{"url": PREFIX}],
-        "paths": paths(),
+        "paths": {**paths(), **_other_paths()},
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {

@@ -1,7 +1,87 @@
-"""Run-time faults and the resilience report under /_emulator/ — placeholder, being written now."""
+"""Run-time faults and the resilience report, under /_emulator/ (see docs/faults-and-timing.md).
 
-from starlette.routing import BaseRoute
+GET    /_emulator/faults           the run-time faults, then the scenarios' background faults
+POST   /_emulator/faults           switch a fault on: the JSON form of a scenario `fault:` mapping → 201
+DELETE /_emulator/faults           switch every run-time fault off
+DELETE /_emulator/faults/{id}      switch one off
+GET    /_emulator/report           the resilience report (?test_id= or x-emulator-test-id for one test)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from emulator import resilience
+from emulator.control_http import ControlError, control_endpoint, test_id_of
+from emulator.faults import parse_fault_json
+from emulator.http import json_response
+
+MAX_FAULT_BODY = 64 * 1024
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+@control_endpoint()
+async def list_faults(request: Request) -> Response:
+    runtime = _runtime(request)
+    background = list(runtime.engine.settings.faults)
+    rules = [*runtime.faults.listed(), *background]
+    return json_response({"object": "list", "data": [rule.as_dict() for rule in rules]})
+
+
+@control_endpoint()
+async def add_fault(request: Request) -> Response:
+    runtime = _runtime(request)
+    raw = await request.body()
+    if len(raw) > MAX_FAULT_BODY:
+        raise ControlError(413, f"The fault is larger than {MAX_FAULT_BODY} bytes.", code="request_too_large")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ControlError(400, f"The body is not valid JSON: {error}.", code="invalid_json") from None
+    rule, problems = parse_fault_json(body, fault_id=runtime.faults.new_id())
+    if rule is None:
+        raise ControlError(400, f"Invalid fault: {'; '.join(problems)}.", code="invalid_fault", problems=problems)
+    runtime.faults.add(rule)
+    return json_response(rule.as_dict(), 201)
+
+
+@control_endpoint()
+async def clear_faults(request: Request) -> Response:
+    runtime = _runtime(request)
+    count = len(runtime.faults.runtime)
+    runtime.faults.clear()
+    return json_response({"removed": count})
+
+
+@control_endpoint()
+async def remove_fault(request: Request) -> Response:
+    fault_id = request.path_params["fault_id"]
+    if not _runtime(request).faults.remove(fault_id):
+        raise ControlError(404, f"No run-time fault {fault_id!r}.", code="fault_not_found", param="fault_id")
+    return json_response({"removed": 1, "id": fault_id})
+
+
+@control_endpoint()
+async def resilience_report(request: Request) -> Response:
+    runtime = _runtime(request)
+    test_id = test_id_of(request)
+    entries = runtime.journal.entries(test_id=test_id)
+    return json_response(resilience.report(entries, runtime.faults.injected, test_id))
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route("/faults", list_faults, methods=["GET"]),
+        Route("/faults", add_fault, methods=["POST"]),
+        Route("/faults", clear_faults, methods=["DELETE"]),
+        Route("/faults/{fault_id}", remove_fault, methods=["DELETE"]),
+        Route("/report", resilience_report, methods=["GET"]),
+    ]

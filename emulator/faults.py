@@ -22,9 +22,9 @@ from typing import Any
 
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure
-from emulator.ratelimit import retry_headers
+from emulator.ratelimit import exhausted_headers, retry_headers
 from emulator.specparse import INVALID, Collected, SpecReader, header_value, is_number, shown, suggestion, words
-from emulator.streaming import Ending, Part, SseEvent, encode
+from emulator.streaming import Delivery, Ending, Part, SseEvent, encode
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,8 @@ def parse_fault_mapping(
 ) -> Any:
     ok = reader.keys(data, FAULT_KEYS, where)
     kinds = [k for k in FAULT_KINDS if k in data]
+    if not kinds and not ok:  # a misspelt kind: its "did you mean" says it all
+        return INVALID
     if len(kinds) != 1:
         found = f", found {' and '.join(kinds)}" if kinds else ""
         container, key = owner or (data, None)
@@ -320,11 +322,10 @@ def parse_fault_json(body: Any, *, fault_id: str, source: str = "runtime") -> tu
 
 
 class FaultBook:
-    """Background faults (scenario settings), run-time faults (control API), their counters and draws."""
+    """Run-time faults (control API); the counters and draws of every fault; what each request was given."""
 
-    def __init__(self, seed: int = 0, background: Iterable[FaultRule] = ()) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self.background = list(background)
         self.runtime: dict[str, FaultRule] = {}
         self.started = time.monotonic()
         self.injected: dict[int, str] = {}  # journal entry id → label of the fault it got
@@ -351,7 +352,7 @@ class FaultBook:
         self.runtime.clear()
 
     def listed(self) -> list[FaultRule]:
-        return [*self.runtime.values(), *self.background]
+        return list(self.runtime.values())
 
     # choosing
     def from_header(self, headers: Mapping[str, str]) -> FaultRule | None:
@@ -367,7 +368,8 @@ class FaultBook:
             rule = parse_fault_mapping(SpecReader(collected), data, fault_id=f"header:{text}", source="header")
             if rule is INVALID:
                 problem = collected.messages[0] if collected.messages else "it is empty"
-                raise ApiError(400, f"Invalid header '{FAULT_HEADER}': {problem}.", param=FAULT_HEADER)
+                problem += "" if problem.endswith((".", "?")) else "."
+                raise ApiError(400, f"Invalid header '{FAULT_HEADER}': {problem}", param=FAULT_HEADER)
             if len(self._headers) > 1000:
                 self._headers.clear()
             self._headers[text] = rule
@@ -391,13 +393,16 @@ class FaultBook:
                     chosen = rule
         return chosen
 
-    def before_reply(self, header: FaultRule | None, who: Who) -> FaultRule | None:
+    def before_reply(
+        self, header: FaultRule | None, who: Who, background: Iterable[FaultRule] = ()
+    ) -> FaultRule | None:
         """Most specific first: the request's header, then run-time faults, then the scenarios' background."""
-        return self.pick([header, *self.runtime.values(), *self.background], who)
+        return self.pick([header, *self.runtime.values(), *background], who)
 
-    def record(self, entry_id: int | None, rule: FaultRule) -> None:
+    def record(self, entry_id: int | None, label: str) -> None:
+        """Note what was injected into a journaled request, for the resilience report."""
         if entry_id is not None:
-            self.injected[entry_id] = rule.fault.label
+            self.injected[entry_id] = label
 
     def reset(self, test_id: str | None = None) -> None:
         with self._lock:
@@ -415,13 +420,19 @@ class FaultBook:
 # ---------------------------------------------------------------- what a fault does
 
 
-def error_failure(fault: Fault, extra_headers: Mapping[str, str]) -> Failure:
-    """The HTTP error of an `error` fault: the profile's type and code, with retry headers as the gateways send."""
+def error_failure(fault: Fault, protocol: str, limit_headers: Mapping[str, str]) -> Failure:
+    """The HTTP error of an `error` fault: the profile's type and code, with the headers the gateways send.
+
+    A 429 carries the rate-limit headers (the limiter's when limits are configured, else a spent request
+    budget) and a retry-after (1 s unless the fault says otherwise).
+    """
     status = int(fault.value or 500)
-    headers = dict(extra_headers)
     retry_ms = fault.retry_after_ms
     if retry_ms is None and status in DEFAULT_RETRY_AFTER_S:
         retry_ms = DEFAULT_RETRY_AFTER_S[status] * 1000
+    headers = dict(limit_headers)
+    if status == 429 and not headers:
+        headers.update(exhausted_headers(protocol, (retry_ms or 0) / 1000))
     if retry_ms is not None:
         headers.update(retry_headers(retry_ms / 1000))
     if fault.should_retry is not None:
@@ -433,6 +444,13 @@ def event_failure(fault: Fault, protocol: str) -> Failure:
     """The failure a mid-stream error event reports: overloaded (529) on the Anthropic route, else a 500."""
     status = int(fault.value) if fault.value is not None else (529 if protocol == "messages" else 500)
     return Failure(status=status, message=fault.message or "")
+
+
+def transport_fault(fault: Fault) -> Delivery:
+    """hang: nothing until the client gives up; reset: an RST; empty: the connection closed without a byte."""
+    if fault.kind == "hang":
+        return Delivery(0, {}, (), delay=HANG_LIMIT_S, send_headers=False, ending="close")
+    return Delivery(0, {}, (), send_headers=False, ending="reset" if fault.kind == "reset" else "close")
 
 
 def break_stream(
@@ -474,10 +492,13 @@ def _stalled(schedule: Iterator[tuple[SseEvent, float]], after: int, seconds: fl
 
 
 def _malformed(schedule: Iterator[tuple[SseEvent, float]], after: int) -> Iterator[Part]:
-    """The first JSON event from `after` on is cut in the middle: invalid JSON in a data line."""
+    """The first delta from `after` on (an event carrying tokens, or named `*delta`) is cut in the middle:
+    invalid JSON in a data line. A delta, because SDKs skip some framing events unread (Anthropic's `ping`).
+    """
     done = False
     for index, (event, at) in enumerate(schedule):
-        if not done and index >= after and event.data.startswith("{"):
+        delta = event.tokens > 0 or "delta" in (event.event or "")
+        if not done and index >= after and delta and event.data.startswith("{"):
             done = True
             yield encode(SseEvent(event.data[: max(1, len(event.data) // 2)], event.event)), at
         else:

@@ -87,6 +87,8 @@ def parse_per_flag(text: str) -> tuple[str, ...]:
 def go_duration(seconds: float) -> str:
     """A duration the way the OpenAI headers write it (Go's time.Duration): `20ms`, `1s`, `7.66s`, `6m0s`, `1h0m0s`."""
     ms = max(0, round(seconds * 1000))
+    if ms == 0:
+        return "0s"
     if ms < 1000:
         return f"{ms}ms"
     hours, rest = divmod(ms, 3_600_000)
@@ -114,6 +116,11 @@ class BucketState:
     limit: int
     remaining: int
     reset_s: float  # until the bucket is full again
+
+
+def exhausted_headers(protocol: str, retry_s: float) -> dict[str, str]:
+    """What a gateway's 429 says when no limiter is configured (a scripted 429): the request budget is spent."""
+    return limit_headers(BucketState(60, 0, retry_s), BucketState(150_000, 150_000, 0.0), protocol)
 
 
 def limit_headers(requests: BucketState | None, tokens: BucketState | None, protocol: str) -> dict[str, str]:
@@ -256,9 +263,7 @@ class Limiter:
     def _headers(requests: Bucket | None, tokens: Bucket | None, protocol: str) -> dict[str, str]:
         return limit_headers(requests.state() if requests else None, tokens.state() if tokens else None, protocol)
 
-    def _refusal(
-        self, reason: str, model: str, wait: float, used: int, asked: int, headers: dict[str, str]
-    ) -> Failure:
+    def _refusal(self, reason: str, model: str, wait: float, used: int, asked: int, headers: dict[str, str]) -> Failure:
         per = "min" if self.limits.window_s == 60 else f"{self.limits.window_s:g}s"
         if reason == "concurrency":
             message = (

@@ -101,6 +101,8 @@ class SpecReader:
             expected = f"a number between {low:g} and {high:g}"
         elif low is not None:
             expected = f"a number above {low:g}" if above else f"a number of at least {low:g}"
+        elif high is not None:
+            expected = f"a number of at most {high:g}"
         else:
             expected = "a number"
         return self.error(data, key, f"'{key}' must be {expected}{unit}, got {shown(value)}")

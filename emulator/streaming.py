@@ -4,6 +4,12 @@
 from the stream start, each deadline taken from the loop clock at that start (so waits never add up
 errors), and an ending — complete, closed mid-way (FIN), or reset (RST). A client that goes away cancels
 the work at once: one watcher per response waits for `http.disconnect` and cancels the writer.
+
+A stream served by `tokenhub-emulator serve` (which exposes the connection, see transport.py) is pumped by
+loop callbacks that write each chunk straight to the connection, in HTTP/1.1 chunked framing, at its
+deadline: no coroutine stack to resume and no middleware to cross per event, which is what keeps a
+thousand concurrent streams on time. The headers and the final chunk still go through ASGI, so the server
+and the middleware see a normal response; `on_write` lets the journal time each chunk.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from emulator.transport import close_connection
+from emulator.transport import close_connection, transport_of
 
 Ending = Literal["complete", "close", "reset"]
 Part = tuple[bytes, float]  # body bytes, seconds from the stream start
@@ -26,6 +32,9 @@ SSE_HEADERS: dict[str, str] = {
     "content-type": "text/event-stream; charset=utf-8",
 }
 CLOSE_GRACE_S = 2.0  # how long to wait for the server to notice a connection we closed
+EARLY_S = 0.001  # a part due within this is written now (loop timers have millisecond resolution)
+MAX_BUFFERED = 1 << 20  # a client this far behind is waited for, as the server's own flow control would
+BACKLOG_RETRY_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -83,28 +92,43 @@ class Delivery:
     def __init__(
         self,
         status: int,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | list[tuple[bytes, bytes]],
         parts: Iterable[Part],
         *,
         delay: float = 0.0,
         send_headers: bool = True,
         ending: Ending = "complete",
+        chunked: bool = False,
         on_done: Callable[[bool], None] | None = None,
+        on_write: Callable[[], None] | None = None,
     ) -> None:
         self.status = status
-        self.raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        if isinstance(headers, list):
+            self.raw_headers = headers
+        else:
+            self.raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
         self.parts = parts
         self.delay = delay
         self.send_headers = send_headers
         self.ending = ending
+        self.chunked = chunked  # no content-length: the body may be pumped straight to the connection
         self.on_done = on_done  # called with whether the client went away first
+        self.on_write = on_write  # called after each part written by the pump
+
+    @classmethod
+    def of(cls, response: Any, *, delay: float = 0.0, cut: int | None = None) -> Delivery:
+        """A built response (status, headers, body) sent after `delay`; `cut`: only that many body bytes, then close."""
+        body: bytes = response.body
+        if cut is None:
+            return cls(response.status_code, response.raw_headers, [(body, 0.0)], delay=delay)
+        return cls(response.status_code, response.raw_headers, [(body[:cut], 0.0)], delay=delay, ending="close")
 
     async def __call__(self, scope: Any, receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
         writer = asyncio.current_task()
         assert writer is not None
         watch = _Watch(receive, writer)
         try:
-            await self._write(send)
+            await self._write(scope, send)
             if self.ending == "complete":
                 watch.stop()  # the last message completes the response, which the server reports as a disconnect
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -119,13 +143,17 @@ class Delivery:
             if self.on_done is not None:
                 self.on_done(watch.gone and not watch.closing)
 
-    async def _write(self, send: Callable[[Any], Any]) -> None:
+    async def _write(self, scope: Any, send: Callable[[Any], Any]) -> None:
         loop = asyncio.get_running_loop()
         if self.delay > 0:
             await asyncio.sleep(self.delay)
         if not self.send_headers:
             return
         await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
+        transport = transport_of(scope) if self.chunked and scope.get("http_version") == "1.1" else None
+        if transport is not None:
+            await _Pump(transport, self.parts, self.on_write).run()
+            return
         start = loop.time()
         for body, offset in self.parts:
             if offset:
@@ -135,10 +163,59 @@ class Delivery:
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
 
+class _Pump:
+    """Writes each part at its deadline from loop callbacks, straight to the transport, in chunked framing."""
+
+    def __init__(self, transport: asyncio.Transport, parts: Iterable[Part], on_write: Callable[[], None] | None):
+        self.loop = asyncio.get_running_loop()
+        self.transport = transport
+        self.parts = iter(parts)
+        self.on_write = on_write
+        self.start = self.loop.time()
+        self.pending: Part | None = None
+        self.handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self.done: asyncio.Future[None] = self.loop.create_future()
+
+    async def run(self) -> None:
+        self.step()
+        try:
+            await self.done
+        finally:
+            if self.handle is not None:
+                self.handle.cancel()
+
+    def step(self) -> None:
+        self.handle = None
+        try:
+            while not self.transport.is_closing():
+                if self.pending is None:
+                    self.pending = next(self.parts, None)
+                    if self.pending is None:
+                        break
+                body, offset = self.pending
+                due = self.start + offset
+                if due > self.loop.time() + EARLY_S:
+                    self.handle = self.loop.call_at(due, self.step)
+                    return
+                if self.transport.get_write_buffer_size() > MAX_BUFFERED:
+                    self.handle = self.loop.call_later(BACKLOG_RETRY_S, self.step)
+                    return
+                self.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+                self.pending = None
+                if self.on_write is not None:
+                    self.on_write()
+        except Exception as error:  # making the next part failed: the response is left unfinished
+            if not self.done.done():
+                self.done.set_exception(error)
+            return
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 def sse_parts(events: Iterable[SseEvent]) -> Iterable[Part]:
     return ((encode(event), 0.0) for event in events)
 
 
 def sse_response(events: Iterable[SseEvent], headers: Mapping[str, str] | None = None) -> Delivery:
     """The whole stream at once: `data: …` frames separated by a blank line, no-cache, unbuffered by proxies."""
-    return Delivery(200, {**SSE_HEADERS, **(headers or {})}, sse_parts(events))
+    return Delivery(200, {**SSE_HEADERS, **(headers or {})}, sse_parts(events), chunked=True)

@@ -251,8 +251,10 @@ def parse_jitter(reader: SpecReader, container: Mapping[str, Any], key: str) -> 
     hint = " with one of uniform, normal or lognormal (or the word none)"
     if not isinstance(value, Mapping):
         return reader.error(container, key, f"'{key}' must be a mapping{hint}, got {shown(value)}")
-    reader.keys(value, JITTER_KINDS, "in jitter")
+    known = reader.keys(value, JITTER_KINDS, "in jitter")
     given = [kind for kind in JITTER_KINDS if kind in value]
+    if not given and not known:
+        return INVALID
     if len(given) != 1:
         found = f", found {' and '.join(given)}" if given else ""
         return reader.error(container, key, f"'{key}' needs exactly one of uniform, normal or lognormal{found}")
@@ -289,8 +291,10 @@ def parse_chunk(reader: SpecReader, container: Mapping[str, Any], key: str) -> A
         return reader.error(
             container, key, f"'{key}' must be {{tokens: N}}, {{chars: N}} or a list of strings, got {shown(value)}"
         )
-    reader.keys(value, CHUNK_UNITS, "in chunk")
+    known = reader.keys(value, CHUNK_UNITS, "in chunk")
     given = [unit for unit in CHUNK_UNITS if unit in value]
+    if not given and not known:
+        return INVALID
     if len(given) != 1:
         return reader.error(container, key, f"'{key}' needs exactly one of tokens or chars")
     size = reader.integer(value, given[0], low=1)
@@ -313,26 +317,39 @@ HEADER_FORMS = {
 }
 
 
+class TimingValueError(ValueError):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
 def timing_from_headers(headers: Mapping[str, str]) -> TimingSpec | None:
     """The request's own timing from its x-emulator-* headers; ApiError 400 naming the header when one is wrong."""
     given = {name: headers[name] for name in HEADERS if name in headers}
     if not given:
         return None
-    if "x-emulator-chunk-delay-ms" in given and "x-emulator-tokens-per-second" in given:
-        _bad_header(
-            "x-emulator-tokens-per-second",
-            "give either x-emulator-chunk-delay-ms or x-emulator-tokens-per-second, not both",
-        )
+    try:
+        return timing_from_strings({HEADERS[name]: (name, raw) for name, raw in given.items()})
+    except TimingValueError as error:
+        message = error.message if error.message.endswith((".", "?")) else error.message + "."
+        raise ApiError(400, f"Invalid header '{error.name}': {message}", param=error.name) from None
+
+
+def timing_from_strings(given: Mapping[str, tuple[str, str]]) -> TimingSpec:
+    """A TimingSpec from text values (headers, flags): {timing key: (name shown in errors, text)}."""
+    if "chunk_delay_ms" in given and "tokens_per_second" in given:
+        delay, rate = given["chunk_delay_ms"][0], given["tokens_per_second"][0]
+        raise TimingValueError(rate, f"give either {delay} or {rate}, not both")
     spec = NO_TIMING
-    for name, raw in given.items():
-        key = HEADERS[name]
+    for key, (name, raw) in given.items():
         value = _header_to_value(key, raw)
         if value is INVALID:
-            _bad_header(name, f"expected {HEADER_FORMS[key]}, got {raw!r}")
+            raise TimingValueError(name, f"expected {HEADER_FORMS[key]}, got {raw!r}")
         collected = Collected()
         part = parse_timing(SpecReader(collected), {key: value})
         if part is INVALID:
-            _bad_header(name, collected.messages[0])
+            raise TimingValueError(name, collected.messages[0])
         spec = part.over(spec)
     return spec
 
@@ -373,7 +390,3 @@ def _number(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
-
-
-def _bad_header(name: str, message: str) -> None:
-    raise ApiError(400, f"Invalid header '{name}': {message}.", param=name)

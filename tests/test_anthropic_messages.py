@@ -3,6 +3,7 @@ the SDK's own types, with no key the SDK does not know; the shipped scenarios an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,20 @@ FIXTURE = ROOT / "tests" / "fixtures" / "anthropic.yaml"
 MESSAGE = TypeAdapter(anthropic.types.Message)
 EVENT = TypeAdapter(anthropic.types.RawMessageStreamEvent)
 ERROR = TypeAdapter(anthropic.types.ErrorResponse)
+# the types the SDK's ErrorResponse union lists (not request_too_large, nor a scenario's own type)
+SDK_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "billing_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "timeout_error",
+        "api_error",
+        "overloaded_error",
+    }
+)
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Obtain the real-time weather for a specified city",
@@ -63,8 +78,15 @@ def strict_parse(adapter: TypeAdapter, payload: dict[str, Any]) -> Any:
 
 
 def post(server: RunningServer, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+    """A create request over plain HTTP; a message or an error body is checked against the SDK types."""
     with http(server, headers) as client:
-        return client.post("/v1/messages", json=body)
+        response = client.post("/v1/messages", json=body)
+    payload = response.json()
+    if response.status_code == 200:
+        strict_parse(MESSAGE, payload)
+    elif payload.get("error", {}).get("type") in SDK_ERROR_TYPES:
+        strict_parse(ERROR, payload)
+    return response
 
 
 def create(server: RunningServer, **body: Any) -> tuple[anthropic.types.Message, dict[str, Any]]:
@@ -266,7 +288,9 @@ def test_ping_follows_the_first_block_start(server):
     names = [name for name, _ in sse_events(response.text)]
     assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert names.count("ping") == 1
-    assert "\r" not in response.text and response.text.endswith("data: " + json.dumps({"type": "message_stop"}, separators=(",", ":")) + "\n\n")
+    assert "\r" not in response.text and response.text.endswith(
+        "data: " + json.dumps({"type": "message_stop"}, separators=(",", ":")) + "\n\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -399,6 +423,15 @@ def test_refusal(upstream):
     assert_stream_matches(upstream, **body)
 
 
+def test_an_empty_answer_has_no_blocks(upstream):
+    body = {"model": "glm-5", "max_tokens": 100, "messages": [{"role": "user", "content": "say nothing"}]}
+    message = assert_stream_matches(upstream, **body)
+    assert message.content == [] and message.stop_reason == "end_turn"
+    with http(upstream) as client:
+        text = client.post("/v1/messages", json={**body, "stream": True}).text
+    assert [name for name, _ in sse_events(text)] == ["message_start", "ping", "message_delta", "message_stop"]
+
+
 def test_prefill_continues_the_assistant_turn(server):
     message, _ = create(
         server,
@@ -472,7 +505,9 @@ def test_count_tokens_matches_the_usage(server):
 def test_count_tokens_validates_like_create(server):
     with http(server) as client:
         missing = client.post("/v1/messages/count_tokens", json={"model": "glm-5"})
-        unknown = client.post("/v1/messages/count_tokens", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+        unknown = client.post(
+            "/v1/messages/count_tokens", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
+        )
         anonymous = client.post(
             "/v1/messages/count_tokens", json={"model": "glm-5", "messages": []}, headers={"x-api-key": ""}
         )
@@ -488,8 +523,6 @@ def test_async_client_streams_too(server):
             model="glm-5", max_tokens=100, messages=[{"role": "user", "content": "Calculate 1+1"}]
         ) as stream:
             return await stream.get_final_message()
-
-    import asyncio
 
     message = asyncio.run(run())
     assert message.content[0].text == "1+1=2"

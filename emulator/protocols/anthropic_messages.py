@@ -1,6 +1,6 @@
 """Anthropic Messages: request → Exchange, shaped Reply → a `message` body or its SSE event stream.
 
-Also serves `POST …/v1/messages/count_tokens`, and keeps a small in-memory prompt cache so that
+Also serves `POST …/v1/messages/count_tokens`, and keeps a prompt cache (`anthropic_cache`) so that
 `cache_control` breakpoints show up in `usage` as cache writes, then cache reads.
 """
 
@@ -10,9 +10,7 @@ import base64
 import hashlib
 import json
 import re
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,24 +26,20 @@ from emulator.http import bearer_key, json_response, read_json
 from emulator.journal import TEST_ID_HEADER
 from emulator.profiles import Catalog, CatalogModel, Profile, Range
 from emulator.protocols import anthropic_messages_models as m
+from emulator.protocols.anthropic_cache import (
+    CachePlan,
+    CacheUsage,
+    PromptCache,
+    breakpoints,
+    cache_plan,
+    prompt_blocks,
+)
 from emulator.protocols.base import Adapter, Context
 from emulator.scenarios.actions import default_message
 from emulator.shaping import Shaped
 from emulator.streaming import SseEvent
-from emulator.tokens import (
-    IMAGE_TOKENS,
-    MESSAGE_OVERHEAD,
-    OTHER_PART_TOKENS,
-    TOOL_CALL_OVERHEAD,
-    TOOL_OVERHEAD,
-    count_messages,
-    count_text,
-    split_tokens,
-)
+from emulator.tokens import count_messages, split_tokens
 
-MAX_CACHE_BREAKPOINTS = 4
-CACHE_LOOKBACK_BLOCKS = 20  # how far before a breakpoint the API looks for an earlier cache hit
-CACHE_ENTRIES = 4096
 VERSION_HEADER = "anthropic-version"
 THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -86,17 +80,19 @@ def authenticate(request: Request, context: Context) -> str:
 
 
 def _api_key(request: Request, context: Context) -> str:
-    takes_key_header = context.profile.anthropic_key_header
-    if takes_key_header and "x-api-key" in request.headers:
-        key = request.headers["x-api-key"].strip()
-        if not key:
-            raise ApiError(401, "x-api-key header is required")
-        if context.allowed_keys and key not in context.allowed_keys:
-            raise ApiError(401, "invalid x-api-key")
-        return key
-    if takes_key_header and "authorization" not in request.headers:
+    """Where the profile takes `x-api-key`, either header carries the key (SDKs ≥ 2 send `Authorization: Bearer`)
+    and errors are worded as the API words them; a Bearer-only gateway answers in its own words."""
+    if not context.profile.anthropic_key_header:
+        return bearer_key(request, context.allowed_keys)
+    key = request.headers.get("x-api-key", "").strip()
+    if not key:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else ""
+    if not key:
         raise ApiError(401, "x-api-key header is required")
-    return bearer_key(request, context.allowed_keys)
+    if context.allowed_keys and key not in context.allowed_keys:
+        raise ApiError(401, "invalid x-api-key")
+    return key
 
 
 # ── validation errors, worded as the API words them ──────────────────────────
@@ -116,10 +112,13 @@ def location(loc: Sequence[Any]) -> str:
     return ".".join(str(item) for item in loc if not _is_union_label(item))
 
 
+def _depth(loc: Sequence[Any]) -> int:
+    return sum(not _is_union_label(item) for item in loc)
+
+
 def validation_error(exc: ValidationError) -> ApiError:
     """The first problem as `path: message`; within a union, the branch that got furthest says best what is wrong."""
-    errors = exc.errors(include_url=False)
-    deepest = max(errors, key=lambda e: len(location(e["loc"]).split(".")) if location(e["loc"]) else 0)
+    deepest = max(exc.errors(include_url=False), key=lambda e: _depth(e["loc"]))
     where = location(deepest["loc"])
     return ApiError.invalid(f"{where}: {deepest['msg']}" if where else deepest["msg"], param=where or None)
 
@@ -146,22 +145,8 @@ def neutral_tool_id(tool_use_id: str) -> str:
 # ── request → Exchange ───────────────────────────────────────────────────────
 
 
-def _blocks(content: str | list[Any]) -> list[Any]:
-    if isinstance(content, str):
-        return [m.TextBlock(type="text", text=content)] if content else []
-    return content
-
-
-def _joined_text(blocks: Sequence[Any]) -> str:
-    return "\n".join(block.text for block in blocks if isinstance(block, m.TextBlock))
-
-
 def _part(block: BaseModel) -> dict[str, Any]:
     return block.model_dump(mode="json", exclude={"cache_control"}, exclude_none=True)
-
-
-def _result_text(content: str | list[Any] | None) -> str:
-    return content if isinstance(content, str) else _joined_text(content or [])
 
 
 def _result_parts(content: str | list[Any] | None) -> list[dict[str, Any]]:
@@ -182,7 +167,7 @@ class ConversationReader:
         open_calls: dict[str, ToolCall] = {}  # tool_use blocks of the previous message, by neutral id
         last = len(request.messages) - 1
         for index, message in enumerate(request.messages):
-            blocks = _blocks(message.content)
+            blocks = m.as_blocks(message.content)
             self._check_blocks(blocks, index, final_assistant=index == last and message.role == "assistant")
             if message.role == "assistant":
                 produced = [self._assistant(blocks)]
@@ -195,7 +180,7 @@ class ConversationReader:
 
     @staticmethod
     def _system(system: str | list[m.TextBlock] | None) -> list[Message]:
-        text = _result_text(system)
+        text = m.result_text(system)
         return [Message("system", text)] if text else []
 
     def _check_blocks(self, blocks: list[Any], index: int, final_assistant: bool) -> None:
@@ -210,12 +195,8 @@ class ConversationReader:
             if isinstance(block, m.ToolResultBlock) and isinstance(block.content, list):
                 for part_index, part in enumerate(block.content):
                     self._check_supported(part.type, f"messages.{index}.content.{position}.content.{part_index}")
-            if isinstance(block, m.TextBlock) and not block.text:
-                raise ApiError.invalid("messages: text content blocks must be non-empty", param="messages")
-            if isinstance(block, m.TextBlock) and not block.text.strip():
-                raise ApiError.invalid(
-                    "messages: text content blocks must contain non-whitespace text", param="messages"
-                )
+            if isinstance(block, m.TextBlock):
+                _check_text(block.text)
 
     def _check_supported(self, block_type: str, path: str) -> None:
         if block_type in self.unsupported:
@@ -232,37 +213,41 @@ class ConversationReader:
         ]
         thoughts = [b.thinking for b in blocks if isinstance(b, m.ThinkingBlock)]
         reasoning = "\n".join(thoughts) if thoughts and self.traits.history_thinking else None
-        return Message("assistant", _joined_text(blocks), tool_calls=calls, reasoning=reasoning)
+        return Message("assistant", m.joined_text(blocks), tool_calls=calls, reasoning=reasoning)
 
     @staticmethod
-    def _tool_results(blocks: list[Any], index: int, open_calls: Mapping[str, ToolCall]) -> list[ToolResult]:
-        results = []
-        for position, block in enumerate(blocks):
-            if not isinstance(block, m.ToolResultBlock):
-                continue
-            call = open_calls.get(neutral_tool_id(block.tool_use_id))
-            if call is None:
-                raise ApiError.invalid(
-                    f"messages.{index}.content.{position}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                    f"{block.tool_use_id}. Each `tool_result` block must have a corresponding `tool_use` block in "
-                    "the previous message.",
-                    param=f"messages.{index}.content.{position}",
-                )
-            results.append(ToolResult(call.id, call.name, _result_text(block.content)))
-        return results
+    def _tool_message(block: m.ToolResultBlock, path: str, open_calls: Mapping[str, ToolCall]) -> Message:
+        call = open_calls.get(neutral_tool_id(block.tool_use_id))
+        if call is None:
+            raise ApiError.invalid(
+                f"{path}: unexpected `tool_use_id` found in `tool_result` blocks: {block.tool_use_id}. Each "
+                "`tool_result` block must have a corresponding `tool_use` block in the previous message.",
+                param=path,
+            )
+        text = m.result_text(block.content)
+        return Message(
+            "tool", text, tool_result=ToolResult(call.id, call.name, text), parts=_result_parts(block.content)
+        )
 
     def _user(self, blocks: list[Any], index: int, open_calls: Mapping[str, ToolCall]) -> list[Message]:
         """One `tool` message per tool_result block, then the user's own words and attachments, if any."""
-        results = self._tool_results(blocks, index, open_calls)
-        out = []
-        result_blocks = [b for b in blocks if isinstance(b, m.ToolResultBlock)]
-        for result, block in zip(results, result_blocks, strict=True):
-            out.append(Message("tool", result.content, tool_result=result, parts=_result_parts(block.content)))
+        out = [
+            self._tool_message(block, f"messages.{index}.content.{position}", open_calls)
+            for position, block in enumerate(blocks)
+            if isinstance(block, m.ToolResultBlock)
+        ]
         own = [b for b in blocks if not isinstance(b, m.ToolResultBlock | m.ServerBlock)]
-        if own or not results:
+        if own or not out:
             parts = [_part(b) for b in own if not isinstance(b, m.TextBlock)]
-            out.append(Message("user", _joined_text(own), parts=parts))
+            out.append(Message("user", m.joined_text(own), parts=parts))
         return out
+
+
+def _check_text(text: str) -> None:
+    if not text:
+        raise ApiError.invalid("messages: text content blocks must be non-empty", param="messages")
+    if not text.strip():
+        raise ApiError.invalid("messages: text content blocks must contain non-whitespace text", param="messages")
 
 
 def _check_answered(open_calls: Mapping[str, ToolCall], answered: set[str], index: int) -> None:
@@ -409,180 +394,6 @@ def build_exchange(
         api_key=key,
         **_generation(request),
     )
-
-
-# ── prompt caching ───────────────────────────────────────────────────────────
-
-
-@dataclass(frozen=True)
-class Breakpoint:
-    end: int  # how many prompt blocks it caches
-    ttl: str  # "5m" | "1h"
-
-
-@dataclass(frozen=True)
-class CachePlan:
-    """The prompt as blocks in cache order (tools, system, messages): a digest and a token count per prefix."""
-
-    owner: tuple[str, str, str]  # test id, api key, model: caches are never shared across them
-    digests: tuple[str, ...]  # digests[k] identifies the first k blocks
-    tokens: tuple[int, ...]  # tokens[k]: their estimated tokens
-    breakpoints: tuple[Breakpoint, ...]
-
-
-@dataclass(frozen=True)
-class CacheUsage:
-    read: int = 0
-    written_5m: int = 0
-    written_1h: int = 0
-
-    @property
-    def written(self) -> int:
-        return self.written_5m + self.written_1h
-
-
-@dataclass(frozen=True)
-class _Block:
-    path: str
-    data: Any  # what identifies it, cache_control removed
-    tokens: int
-    cache_control: m.CacheControl | None
-
-
-def _without_cache_control(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_cache_control(v) for k, v in value.items() if k != "cache_control"}
-    if isinstance(value, list):
-        return [_without_cache_control(v) for v in value]
-    return value
-
-
-def _block_tokens(block: Any) -> int:
-    """The block's share of `tokens.count_messages`, so that cached + uncached adds up to the prompt."""
-    if isinstance(block, m.TextBlock):
-        return count_text(block.text)
-    if isinstance(block, m.ToolUseBlock):
-        return TOOL_CALL_OVERHEAD + count_text(block.name) + count_text(json.dumps(block.input, ensure_ascii=False))
-    if isinstance(block, m.ToolResultBlock):
-        return MESSAGE_OVERHEAD + count_text(_result_text(block.content))
-    if isinstance(block, m.ImageBlock):
-        return IMAGE_TOKENS
-    if isinstance(block, m.ThinkingBlock | m.RedactedThinkingBlock | m.ServerBlock):
-        return 0
-    return OTHER_PART_TOKENS
-
-
-def _nested_cache_control(block: Any) -> m.CacheControl | None:
-    """A breakpoint set on a part inside a tool result (or search result) counts for the whole block."""
-    parts = getattr(block, "content", None)
-    if not isinstance(parts, list):
-        return None
-    marks = [part.cache_control for part in parts if getattr(part, "cache_control", None)]
-    return marks[-1] if marks else None
-
-
-def _prompt_blocks(request: m.CountTokensRequest, tools: Sequence[Tool]) -> list[_Block]:
-    blocks = []
-    tool_tokens = {t.name: count_messages([], [t]) - count_messages([]) for t in tools}
-    for index, tool in enumerate(request.tools or ()):
-        tokens = tool_tokens.get(tool.name, TOOL_OVERHEAD + count_text(tool.name))
-        blocks.append(_Block(f"tools.{index}", _part(tool), tokens, tool.cache_control))
-    if isinstance(request.system, str):
-        blocks.append(_Block("system", request.system, MESSAGE_OVERHEAD + count_text(request.system), None))
-    for index, block in enumerate(request.system or ()):
-        overhead = MESSAGE_OVERHEAD if index == 0 else 0
-        blocks.append(_Block(f"system.{index}", _part(block), overhead + _block_tokens(block), block.cache_control))
-    for index, message in enumerate(request.messages):
-        for position, block in enumerate(_blocks(message.content)):
-            overhead = MESSAGE_OVERHEAD if position == 0 else 0
-            mark = getattr(block, "cache_control", None) or _nested_cache_control(block)
-            data = [message.role, _without_cache_control(block.model_dump(mode="json", exclude_none=True))]
-            path = f"messages.{index}.content.{position}"
-            blocks.append(_Block(path, data, overhead + _block_tokens(block), mark))
-    return blocks
-
-
-def _breakpoints(request: m.CountTokensRequest, blocks: Sequence[_Block]) -> tuple[Breakpoint, ...]:
-    marked = [(b.path + ".cache_control", i + 1, b.cache_control) for i, b in enumerate(blocks) if b.cache_control]
-    if request.cache_control is not None and blocks:  # automatic caching: the last block, one of the 4 slots
-        marked.append(("cache_control", len(blocks), request.cache_control))
-    if len(marked) > MAX_CACHE_BREAKPOINTS:
-        path = marked[MAX_CACHE_BREAKPOINTS][0]
-        raise ApiError.invalid(
-            f"{path}: A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
-            f"Found {len(marked)}.",
-            param=path,
-        )
-    return tuple(Breakpoint(end, mark.ttl or "5m") for _, end, mark in marked)
-
-
-def cache_plan(request: m.CountTokensRequest, exchange: Exchange, scope: str) -> CachePlan:
-    blocks = _prompt_blocks(request, exchange.tools)
-    breakpoints = _breakpoints(request, blocks)
-    running = hashlib.sha256()
-    digests, tokens, total = [running.hexdigest()], [0], 0
-    for block in blocks:
-        running.update(json.dumps(block.data, sort_keys=True, ensure_ascii=False).encode())
-        running.update(b"\x00")
-        total += block.tokens
-        digests.append(running.hexdigest())
-        tokens.append(total)
-    return CachePlan((scope, exchange.api_key, exchange.model), tuple(digests), tuple(tokens), breakpoints)
-
-
-class PromptCache:
-    """Prompt prefixes earlier requests wrote, in least-recently-used order, bounded."""
-
-    def __init__(self, limit: int = CACHE_ENTRIES) -> None:
-        self._entries: OrderedDict[tuple[str, ...], None] = OrderedDict()
-        self._limit = limit
-        self._lock = threading.Lock()
-
-    def settle(self, plan: CachePlan, prompt_tokens: int) -> CacheUsage:
-        """Read the longest cached prefix, write the breakpoints beyond it: what `usage` reports."""
-        with self._lock:
-            read_end = self._longest_hit(plan)
-            written = {"5m": 0, "1h": 0}
-            start = read_end
-            for point in plan.breakpoints:
-                if point.end <= start:
-                    continue
-                written[point.ttl] += self._tokens(plan, point.end, prompt_tokens) - self._tokens(
-                    plan, start, prompt_tokens
-                )
-                self._store((*plan.owner, plan.digests[point.end]))
-                start = point.end
-            read = self._tokens(plan, read_end, prompt_tokens)
-            return CacheUsage(read=read, written_5m=written["5m"], written_1h=written["1h"])
-
-    def _longest_hit(self, plan: CachePlan) -> int:
-        read_end = 0
-        for point in plan.breakpoints:
-            for end in range(point.end, max(read_end, point.end - CACHE_LOOKBACK_BLOCKS), -1):
-                key = (*plan.owner, plan.digests[end])
-                if key in self._entries:
-                    self._entries.move_to_end(key)
-                    read_end = end
-                    break
-        return read_end
-
-    @staticmethod
-    def _tokens(plan: CachePlan, end: int, prompt_tokens: int) -> int:
-        return min(plan.tokens[end], prompt_tokens)
-
-    def _store(self, key: tuple[str, ...]) -> None:
-        self._entries[key] = None
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._limit:
-            self._entries.popitem(last=False)
-
-    def reset(self, test_id: str | None = None) -> None:
-        with self._lock:
-            if test_id is None:
-                self._entries.clear()
-                return
-            for key in [k for k in self._entries if k[0] == test_id]:
-                del self._entries[key]
 
 
 # ── rendering ────────────────────────────────────────────────────────────────
@@ -801,8 +612,8 @@ class MessagesAdapter(Adapter):
         exchange = build_exchange(parsed, body, request.headers, key, context)
         if not traits_for(context.profile).caching:
             return exchange, MessagesOptions()
-        scope = request.headers.get(TEST_ID_HEADER, "")
-        return exchange, MessagesOptions(cache=cache_plan(parsed, exchange, scope))
+        owner = (request.headers.get(TEST_ID_HEADER, ""), key, exchange.model)
+        return exchange, MessagesOptions(cache=cache_plan(parsed, exchange.tools, owner))
 
     def _cache_usage(self, shaped: Shaped, options: MessagesOptions) -> CacheUsage:
         prompt = shaped.usage.prompt_tokens
@@ -840,5 +651,5 @@ class MessagesAdapter(Adapter):
         parsed = validate(body, context.profile, m.CountTokensRequest)
         exchange = build_exchange(parsed, body, request.headers, key, context)
         if traits_for(context.profile).caching:
-            _breakpoints(parsed, _prompt_blocks(parsed, exchange.tools))  # the same breakpoint limit
+            breakpoints(parsed, prompt_blocks(parsed, exchange.tools))  # the same breakpoint limit
         return json_response({"input_tokens": count_messages(exchange.messages, exchange.tools)})

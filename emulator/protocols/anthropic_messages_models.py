@@ -7,6 +7,7 @@ Field required`), discriminator tags included.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
@@ -24,32 +25,34 @@ class CacheControl(_Lenient):
     ttl: Literal["5m", "1h"] | None = None
 
 
-class _Cacheable(_Lenient):
+class Cacheable(_Lenient):
+    """A block that may carry a prompt-caching breakpoint (thinking blocks may not: theirs is ignored)."""
+
     cache_control: CacheControl | None = None
 
 
 # ── content blocks ───────────────────────────────────────────────────────────
 
 
-class TextBlock(_Cacheable):
+class TextBlock(Cacheable):
     type: Literal["text"]
     text: str
     citations: list[dict[str, Any]] | None = None
 
 
-class ImageBlock(_Cacheable):
+class ImageBlock(Cacheable):
     type: Literal["image"]
     source: dict[str, Any]
 
 
-class DocumentBlock(_Cacheable):
+class DocumentBlock(Cacheable):
     type: Literal["document"]
     source: dict[str, Any]
     title: str | None = None
     context: str | None = None
 
 
-class SearchResultBlock(_Cacheable):
+class SearchResultBlock(Cacheable):
     type: Literal["search_result"]
     source: str
     title: str
@@ -67,14 +70,14 @@ class RedactedThinkingBlock(_Lenient):
     data: str
 
 
-class ToolUseBlock(_Cacheable):
+class ToolUseBlock(Cacheable):
     type: Literal["tool_use"]
     id: str
     name: str
     input: dict[str, Any]
 
 
-class ServerBlock(_Cacheable):
+class ServerBlock(Cacheable):
     """Blocks of server-side tools (web search, code execution, …) replayed in the history: accepted, not read."""
 
     type: Literal[
@@ -91,7 +94,7 @@ class ServerBlock(_Cacheable):
     ]
 
 
-class ReferenceBlock(_Cacheable):
+class ReferenceBlock(Cacheable):
     """Tool-result parts that only point at something (tool references, browser state)."""
 
     type: Literal["tool_reference", "browser_state"]
@@ -102,7 +105,7 @@ ToolResultPart = Annotated[
 ]
 
 
-class ToolResultBlock(_Cacheable):
+class ToolResultBlock(Cacheable):
     type: Literal["tool_result"]
     tool_use_id: str
     content: str | list[ToolResultPart] | None = None
@@ -128,6 +131,22 @@ class InputMessage(_Lenient):
     content: str | list[ContentBlock]
 
 
+def as_blocks(content: str | list[Any]) -> list[Any]:
+    """A message's content as blocks: a string is one text block (none when empty)."""
+    if isinstance(content, str):
+        return [TextBlock(type="text", text=content)] if content else []
+    return content
+
+
+def joined_text(blocks: Sequence[Any]) -> str:
+    return "\n".join(block.text for block in blocks if isinstance(block, TextBlock))
+
+
+def result_text(content: str | list[Any] | None) -> str:
+    """The text of a tool result's (or the system prompt's) content: a string, or its text blocks joined."""
+    return content if isinstance(content, str) else joined_text(content or [])
+
+
 # ── tools ────────────────────────────────────────────────────────────────────
 
 
@@ -137,14 +156,14 @@ class InputSchema(_Lenient):
     required: list[str] | None = None
 
 
-class CustomTool(_Cacheable):
+class CustomTool(Cacheable):
     type: Literal["custom"] | None = None
     name: Annotated[str, Field(pattern=TOOL_NAME_PATTERN)]
     description: str | None = None
     input_schema: InputSchema
 
 
-class ServerTool(_Cacheable):
+class ServerTool(Cacheable):
     """A tool the provider runs itself (`web_search_20250305`, `bash_20250124`, …): accepted, never called."""
 
     type: str

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emulator.exchange import Exchange, Failure, Reply
-from emulator.scenarios.actions import Run
+from emulator.scenarios.actions import Decision, Run
 from emulator.scenarios.index import RuleIndex
 from emulator.scenarios.matchers import AllOf, Condition, TextIs
 from emulator.scenarios.schema import DEFAULT_SENTENCES, FALLBACKS, DeclaredModel, Rule, Scenario, ScenarioSettings
@@ -63,6 +64,19 @@ class State:
                 del self._counts[key]
 
 
+_decided: ContextVar[Decision | None] = ContextVar("decided", default=None)
+
+
+def decision_of(outcome: Reply | Failure) -> Decision:
+    """The timing and fault that came with an outcome `respond` has just returned (in this task).
+
+    `respond` stays the one entry point (engines that wrap it, like the scoped one, keep working); an outcome
+    that did not come from a rule (a queued failure) has no timing or fault of its own.
+    """
+    decision = _decided.get()
+    return decision if decision is not None and decision.outcome is outcome else Decision(outcome)
+
+
 def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) -> ScenarioSettings:
     """For each setting, the first scenario that sets it wins; an explicit `fallback` (a flag) wins over them all."""
     settings = [scenario.settings for scenario in scenarios]
@@ -70,6 +84,9 @@ def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) 
         fallback=fallback or next((s.fallback for s in settings if s.fallback), "generate"),
         locale=next((s.locale for s in settings if s.locale), None),
         sentences=next((s.sentences for s in settings if s.sentences), DEFAULT_SENTENCES),
+        timing=next((s.timing for s in settings if s.timing), None),
+        faults=tuple(fault for s in settings for fault in s.faults),
+        rate_limits=next((s.rate_limits for s in settings if s.rate_limits), None),
     )
 
 
@@ -131,6 +148,12 @@ class Engine:
         return next((rule for rule, _ in self._index.candidates(exchange) if rule.when.matches(exchange)), None)
 
     def respond(self, exchange: Exchange) -> Reply | Failure:
+        decision = self.decide(exchange)
+        _decided.set(decision)
+        return decision.outcome
+
+    def decide(self, exchange: Exchange) -> Decision:
+        """The answer, with the timing (scenario settings, rule, step) and the fault the matching rule attaches."""
         scope = exchange.headers.get(SCOPE_HEADER, "")
         for rule, settings in self._index.candidates(exchange):
             if rule.when.matches(exchange):
@@ -144,11 +167,13 @@ class Engine:
                     locale=settings.locale,
                     next_count=lambda key=rule.key: self.state.next(scope, key),
                 )
-                return rule.action.run(run)
+                decision = rule.action.decide(run)
+                timing = decision.timing.over(settings.timing) if decision.timing else settings.timing
+                return Decision(decision.outcome, timing, decision.fault)
         if self.fallback == "error":
-            return Failure(status=400, message=self._no_match_message(exchange))
+            return Decision(Failure(status=400, message=self._no_match_message(exchange)), self.settings.timing)
         sentences = self.settings.sentences or DEFAULT_SENTENCES
-        return self._reply_generator(exchange, self.generator, sentences=sentences)
+        return Decision(self._reply_generator(exchange, self.generator, sentences=sentences), self.settings.timing)
 
     def explain(self, exchange: Exchange) -> list[RuleMiss]:
         """Every rule that does not match, nearest first: fewest failed conditions, closest text, most held."""
@@ -178,6 +203,7 @@ def _own_settings(own: ScenarioSettings, merged: ScenarioSettings) -> ScenarioSe
         fallback=merged.fallback,
         locale=own.locale or merged.locale,
         sentences=own.sentences or merged.sentences,
+        timing=own.timing or merged.timing,
     )
 
 

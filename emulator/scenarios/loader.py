@@ -11,6 +11,7 @@ from typing import Any
 from emulator.scenarios.checks import INVALID, Checker, shown, suggestion
 from emulator.scenarios.matchers import ALWAYS
 from emulator.scenarios.parse_actions import parse_action
+from emulator.scenarios.parse_extras import background_faults, rate_limits_at, timing_at
 from emulator.scenarios.parse_when import parse_when
 from emulator.scenarios.problems import Pos, Problem, ProblemLog, ScenarioError
 from emulator.scenarios.schema import (
@@ -148,7 +149,7 @@ def _parse(text: str, file: str, name: str | None, log: ProblemLog) -> Scenario 
     )
     models = _models(check, get("models"), document.at("models")) if "models" in document else ()
     settings = (
-        _settings(check, get("settings"), document.at("settings")) if "settings" in document else ScenarioSettings()
+        _settings(check, get("settings"), document.at("settings"), stem) if "settings" in document else ScenarioSettings()
     )
     rules = _rules(check, get("rules"), document.at("rules"), file, stem) if "rules" in document else ()
     title = stem if title is INVALID else title
@@ -190,7 +191,7 @@ def _optional_text(check: Checker, data: YMap, key: str) -> Any:
     return check.text(data[key], data.at(key), f"'{key}'", allow_empty=False) if key in data else None
 
 
-def _settings(check: Checker, value: Any, pos: Pos) -> ScenarioSettings:
+def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioSettings:
     data = check.mapping(value, pos, "'settings'")
     if data is None:
         return ScenarioSettings()
@@ -200,10 +201,16 @@ def _settings(check: Checker, value: Any, pos: Pos) -> ScenarioSettings:
     )
     locale = _locale(check, data["locale"], data.at("locale")) if "locale" in data else None
     sentences = _sentences(check, data["sentences"], data.at("sentences")) if "sentences" in data else None
+    timing = timing_at(check, data) if "timing" in data else None
+    faults = background_faults(check, data, stem) if "faults" in data else ()
+    rate_limits = rate_limits_at(check, data) if "rate_limits" in data else None
     return ScenarioSettings(
         fallback=None if fallback is INVALID else fallback,
         locale=None if locale is INVALID else locale,
         sentences=None if sentences is INVALID else sentences,
+        timing=None if timing is INVALID else timing,
+        faults=() if faults is INVALID else faults,
+        rate_limits=None if rate_limits is INVALID else rate_limits,
     )
 
 

@@ -62,4 +62,3 @@ def rate_limits_at(check: Checker, data: YMap) -> Any:
         return check.error(data.at("rate_limits"), f"'rate_limits' must be a mapping, got {shown(value)}")
     limits = parse_rate_limits(spec_reader(check), value)
     return INVALID if limits is SPEC_INVALID else limits
-

@@ -1,0 +1,143 @@
+"""Command-line parts of timing, rate limits and the resilience report (wired into emulator/cli.py).
+
+`serve` flags: the timing defaults (the same forms as the x-emulator-* request headers) and the rate limits,
+each with its TOKENHUB_EMULATOR_* variable. `report`: fetch the resilience report of a running emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from emulator.config import env_default, env_name
+from emulator.ratelimit import RateLimits, parse_per_flag
+from emulator.timing import TimingSpec, TimingValueError, timing_from_strings
+
+# flag → (timing key, help)
+TIMING_FLAGS: dict[str, tuple[str, str]] = {
+    "ttft-ms": ("ttft_ms", "time to first token, in milliseconds"),
+    "chunk-delay-ms": ("chunk_delay_ms", "milliseconds between streamed chunks"),
+    "tokens-per-second": ("tokens_per_second", "stream pace in tokens per second (instead of --chunk-delay-ms)"),
+    "jitter": ("jitter", "added to each wait: uniform(low,high), normal(mean,stddev), lognormal(mu,sigma) (ms)"),
+    "chunk-size": ("chunk", "N tokens per chunk, 'N chars', or a JSON list of chunks"),
+    "latency-ms": ("latency_ms", "total latency of a non-streamed reply, in milliseconds"),
+}
+LIMIT_FLAGS: dict[str, str] = {
+    "rate-limit-requests": "requests per window, per bucket (token bucket)",
+    "rate-limit-tokens": "tokens per window, per bucket",
+    "rate-limit-window-s": "the window in seconds (default 60)",
+    "rate-limit-concurrency": "requests open at once, per bucket; one more gets a 429",
+    "rate-limit-per": "what a bucket is kept per: key,model (default), key, model or none",
+}
+REPORT_URL = "http://127.0.0.1:8000"
+
+
+def _setting(flag: str) -> str:
+    return flag.replace("-", "_")
+
+
+def add_serve_flags(serve: argparse.ArgumentParser) -> None:
+    timing = serve.add_argument_group("timing (request headers x-emulator-* override them per request)")
+    for flag, (_, text) in TIMING_FLAGS.items():
+        timing.add_argument(f"--{flag}", default=env_default(_setting(flag)), metavar="VALUE", help=text)
+    limits = serve.add_argument_group("rate limits (a scenario's settings.rate_limits replaces them)")
+    for flag, text in LIMIT_FLAGS.items():
+        limits.add_argument(f"--{flag}", default=env_default(_setting(flag)), metavar="VALUE", help=text)
+
+
+def _fail(flag: str, message: str) -> SystemExit:
+    return SystemExit(f"tokenhub-emulator: --{flag} (or {env_name(_setting(flag))}): {message}")
+
+
+def timing_from_args(args: argparse.Namespace) -> TimingSpec | None:
+    given = {
+        key: (flag, getattr(args, _setting(flag)))
+        for flag, (key, _) in TIMING_FLAGS.items()
+        if getattr(args, _setting(flag), None) not in (None, "")
+    }
+    if not given:
+        return None
+    try:
+        return timing_from_strings(given)
+    except TimingValueError as error:
+        raise _fail(error.name, error.message) from None
+
+
+def rate_limits_from_args(args: argparse.Namespace) -> RateLimits | None:
+    values: dict[str, Any] = {}
+    for flag, field in (
+        ("rate-limit-requests", "requests"),
+        ("rate-limit-tokens", "tokens"),
+        ("rate-limit-concurrency", "concurrency"),
+    ):
+        raw = getattr(args, _setting(flag), None)
+        if raw not in (None, ""):
+            if not str(raw).isdigit() or int(raw) < 1:
+                raise _fail(flag, f"expected a positive integer, got {raw!r}")
+            values[field] = int(raw)
+    window = getattr(args, "rate_limit_window_s", None)
+    if window not in (None, ""):
+        try:
+            seconds = float(window)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise _fail("rate-limit-window-s", f"expected a number of seconds above 0, got {window!r}")
+        values["window_s"] = seconds
+    per = getattr(args, "rate_limit_per", None)
+    if per not in (None, ""):
+        try:
+            values["per"] = parse_per_flag(per)
+        except ValueError as error:
+            raise _fail("rate-limit-per", str(error)) from None
+    limits = RateLimits(**values)
+    return limits if limits.active else None
+
+
+# ---------------------------------------------------------------- report
+
+
+def add_report_parser(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="print the resilience report of a running emulator (exit 1 when the client misbehaved)",
+        description="How the client behaved under the faults it was given: retries, waits against retry-after, "
+        "backoff, retried non-retryable errors, giving up. Exit status: 0 good, 1 problems, 2 no report.",
+    )
+    report.add_argument(
+        "--url", default=env_default("url", REPORT_URL), help=f"the emulator's URL (default {REPORT_URL})"
+    )
+    report.add_argument("--test-id", default=None, help="only the requests of this test id")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument(
+        "--control-token", default=env_default("control_token"), help="the control token, when the server needs one"
+    )
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from emulator.resilience import render
+
+    url = args.url.rstrip("/") + "/_emulator/report"
+    if args.test_id is not None:
+        url += "?" + urllib.parse.urlencode({"test_id": args.test_id})
+    request = urllib.request.Request(url, headers={"accept": "application/json"})
+    if args.control_token:
+        request.add_header("x-emulator-control-token", args.control_token)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the user's own URL
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", "replace")[:500]
+        print(f"tokenhub-emulator: {url} answered {error.code}: {detail}", file=sys.stderr)
+        return 2
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        print(f"tokenhub-emulator: cannot get the report from {url}: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render(data))
+    return 0 if data.get("ok") else 1

@@ -1,0 +1,103 @@
+"""`tokenhub-emulator record`: proxy a real gateway, write what it answers as a scenario, replay it offline.
+
+    tokenhub-emulator record --upstream https://gateway.example.com --out recorded.yaml [--mode once|new|replay]
+
+Modes, as VCR names them:
+  once    record every request if FILE does not exist yet; otherwise replay it only (the default)
+  new     replay what FILE knows, record what it does not
+  replay  replay only; a request never recorded is an error naming the nearest recordings
+The recording is an ordinary scenario file: `tokenhub-emulator serve --scenario FILE` replays it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from emulator.config import LOG_LEVELS, Settings, env_default
+
+MODES = ("once", "new", "replay")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    record = commands.add_parser(
+        "record",
+        help="proxy a real gateway and record its answers as a scenario (or replay them)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    record.add_argument("--upstream", help="root URL of the gateway to record (not needed for --mode replay)")
+    record.add_argument("--out", required=True, type=Path, metavar="FILE", help="the scenario file to write")
+    record.add_argument("--mode", choices=MODES, default="once", help="once (default), new or replay")
+    record.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    record.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
+    record.add_argument(
+        "--upstream-key-env",
+        metavar="VAR",
+        help="send the key in this environment variable upstream instead of the client's own",
+    )
+    record.add_argument("--log-level", default=env_default("log_level", "info"), choices=LOG_LEVELS, type=str.lower)
+
+
+def shown_upstream(url: str) -> str:
+    """Scheme, host and port only: credentials and query strings stay out of the file."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from emulator.app import Runtime, build_app
+    from emulator.cli import _bind
+    from emulator.record_cassette import Cassette
+    from emulator.record_proxy import Recorder
+    from emulator.scenarios import ScenarioError
+
+    out: Path = args.out
+    exists = out.exists()
+    replay_only = args.mode == "replay" or (args.mode == "once" and exists)
+    if args.mode == "replay" and not exists:
+        print(f"tokenhub-emulator record: no recording at {out} to replay", file=sys.stderr)
+        return 2
+    if not replay_only and not args.upstream:
+        print("tokenhub-emulator record: --upstream URL is needed to record", file=sys.stderr)
+        return 2
+    settings = Settings(
+        host=args.host, port=args.port, scenarios=[out] if exists else [], fallback="error", log_level=args.log_level
+    )
+    try:
+        runtime = Runtime.from_settings(settings)
+        cassette = Cassette.open(out, shown_upstream(args.upstream or ""))
+    except ScenarioError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"tokenhub-emulator record: {error}", file=sys.stderr)
+        return 2
+    key = os.environ.get(args.upstream_key_env) if args.upstream_key_env else None
+    recorder = Recorder(
+        runtime,
+        build_app(settings, runtime),
+        cassette,
+        args.upstream or "",
+        record_all=args.mode == "once" and not exists,
+        replay_only=replay_only,
+        upstream_key=key,
+    )
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as error:
+        print(f"tokenhub-emulator: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    doing = "replaying" if replay_only else f"recording {shown_upstream(args.upstream)} ({args.mode})"
+    config = uvicorn.Config(recorder, log_level=settings.log_level, access_log=False, lifespan="off")
+    print(f"tokenhub-emulator {doing} to {out}, listening on http://{host}:{port}", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0

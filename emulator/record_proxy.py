@@ -1,0 +1,236 @@
+"""The recording proxy: an ASGI app in front of the emulator that sends unknown requests upstream and records them.
+
+A request the recording can answer is replayed by the emulator; any other goes to the upstream gateway,
+its answer streams back to the client as it arrives, and is recorded once it is complete. The upstream
+answer is read to its end in a task of its own, so a client that disconnects loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.requests import Request
+
+from emulator.errors import ApiError
+from emulator.exchange import Exchange, Failure
+from emulator.http import json_response
+from emulator.profiles import Catalog, CatalogModel
+from emulator.protocols.base import Context
+from emulator.record_capture import Capture
+from emulator.record_cassette import Cassette
+from emulator.record_convert import outcome_for, when_for
+from emulator.scenarios import ScenarioError
+
+if TYPE_CHECKING:
+    from emulator.app import Runtime
+
+log = logging.getLogger("uvicorn.error.record")  # printed by uvicorn's handler, at --log-level
+
+MODES = ("once", "new", "replay")
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
+     "proxy-authenticate", "content-length", "host", "date", "server"}
+)  # fmt: skip
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class Recorder:
+    def __init__(
+        self,
+        runtime: Runtime,
+        app: Any,
+        cassette: Cassette,
+        upstream: str,
+        *,
+        record_all: bool,
+        replay_only: bool = False,
+        upstream_key: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.app = app
+        self.cassette = cassette
+        self.upstream = upstream.rstrip("/")
+        self.record_all = record_all  # mode once, no recording yet: everything goes upstream
+        self.replay_only = replay_only
+        self.upstream_key = upstream_key
+        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(600, connect=30))
+        self.pending: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or self._protocol(scope) is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        exchange = self._exchange(scope, body)
+        if self.replay_only or not (self.record_all or exchange is None or self.runtime.engine.match(exchange) is None):
+            await self.app(scope, _replaying(body, receive), send)
+            return
+        await self._proxy(scope, body, exchange, send)
+
+    def _protocol(self, scope: dict[str, Any]) -> str | None:
+        return self.runtime.protocol_for(scope["path"])
+
+    def _exchange(self, scope: dict[str, Any], body: bytes) -> Exchange | None:
+        """The request as the engine sees it; None when it does not parse (it is proxied, not recorded)."""
+        protocol = self._protocol(scope)
+        adapter = next(a for a in self.runtime.adapters if a.protocol == protocol)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        catalog = self.runtime.catalog
+        model = data.get("model") if isinstance(data, dict) else None
+        if isinstance(model, str) and model not in catalog.models:
+            catalog = Catalog({**catalog.models, model: CatalogModel(model, "upstream", 0)})
+        try:
+            exchange, _ = adapter.parse(data, Request(scope), "", Context(self.runtime.profile, catalog))
+        except (ApiError, NotImplementedError):
+            return None
+        return exchange
+
+    # ------------------------------------------------------------ upstream
+
+    async def _proxy(self, scope: dict[str, Any], body: bytes, exchange: Exchange | None, send: Send) -> None:
+        started = time.monotonic()
+        request = self.client.build_request("POST", self._url(scope), headers=self._headers(scope), content=body)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as error:
+            await self._unreachable(scope, error, send)
+            return
+        capture = Capture(response.status_code, {k.lower(): v for k, v in response.headers.items()})
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        task = asyncio.get_running_loop().create_task(self._pump(response, capture, started, queue, exchange))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        connected = await _try_send(send, _start(capture))
+        while (chunk := await queue.get()) is not None:
+            if connected:
+                connected = await _try_send(send, {"type": "http.response.body", "body": chunk, "more_body": True})
+        if connected:
+            await _try_send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+        await asyncio.shield(task)
+
+    async def _pump(
+        self,
+        response: httpx.Response,
+        capture: Capture,
+        started: float,
+        queue: asyncio.Queue[bytes | None],
+        exchange: Exchange | None,
+    ) -> None:
+        """Reads the upstream answer to its end, whatever the client does, then records it."""
+        try:
+            async for chunk in response.aiter_raw():
+                capture.add((time.monotonic() - started) * 1000, chunk)
+                queue.put_nowait(chunk)
+            capture.complete = True
+        except httpx.HTTPError as error:
+            log.warning("record: the upstream answer broke off (%s); not recorded", error)
+        finally:
+            await response.aclose()
+            queue.put_nowait(None)
+        if exchange is None:
+            log.warning("record: a request the emulator cannot read was proxied, not recorded")
+        elif capture.complete:
+            self._record(exchange, capture)
+
+    def _record(self, exchange: Exchange, capture: Capture) -> None:
+        events = [event for _, event in capture.events()] if capture.streamed else []
+        body = None if capture.streamed and capture.status < 400 else capture.json()
+        try:
+            outcome = outcome_for(exchange.protocol, capture.status, capture.headers, body, events)
+            name = self.cassette.add(when_for(exchange), outcome, capture.timing())
+            scenario = self.cassette.save()
+        except (ScenarioError, ValueError, KeyError, TypeError, OSError) as error:
+            log.error("record: could not record %s %s: %s", exchange.protocol, exchange.requested_model, error)
+            return
+        self.runtime.replace_scenarios([scenario], from_files=1)
+        log.info("record: %s → %s (%s)", name, capture.status, self.cassette.path)
+
+    def _url(self, scope: dict[str, Any]) -> str:
+        path = scope["path"]
+        if self.upstream.endswith("/v1") and path.startswith("/v1/"):
+            path = path[3:]
+        query = scope.get("query_string", b"").decode("latin-1")
+        return self.upstream + path + (f"?{query}" if query else "")
+
+    def _headers(self, scope: dict[str, Any]) -> dict[str, str]:
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in scope.get("headers", [])
+            if k.decode("latin-1").lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-emulator-")
+        }
+        headers["accept-encoding"] = "identity"  # the answer is read as it streams
+        if self.upstream_key:
+            if "x-api-key" in headers:
+                headers["x-api-key"] = self.upstream_key
+            else:
+                headers["authorization"] = f"Bearer {self.upstream_key}"
+        return headers
+
+    async def _unreachable(self, scope: dict[str, Any], error: Exception, send: Send) -> None:
+        log.error("record: upstream %s unreachable: %s", self.upstream, error)
+        runtime = self.runtime
+        adapter = runtime.adapter_for(scope["path"])
+        failure = Failure(status=502, message=f"The upstream gateway could not be reached: {error}.")
+        response = json_response(adapter.error_body(failure, runtime.context), 502)
+        await response(scope, _no_body, send)
+
+    async def aclose(self) -> None:
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
+        await self.client.aclose()
+
+
+def _start(capture: Capture) -> dict[str, Any]:
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in capture.headers.items()
+        if name not in HOP_BY_HOP
+    ]
+    return {"type": "http.response.start", "status": capture.status, "headers": headers}
+
+
+async def _try_send(send: Send, message: dict[str, Any]) -> bool:
+    """Send to the client; False once it has gone away (what is left is still read and recorded)."""
+    try:
+        await send(message)
+    except Exception:  # the server's own "client disconnected" errors differ between its protocols
+        return False
+    return True
+
+
+async def _read_body(receive: Receive) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive callable that gives the already read body once, then waits on the real one (disconnects)."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}

@@ -1,0 +1,154 @@
+"""The Dockerfile, checked without a Docker engine: its instructions, then its entrypoint and health check run
+here with the image's environment. The wheel build of its first stage runs only with TOKENHUB_DOCKER_BUILD_TEST=1
+(it downloads the dependencies' wheels)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import venv
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.strip().startswith("#") or not line.strip():
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        word, _, rest = pending.strip().partition(" ")
+        result.append((word.upper(), " ".join(rest.split())))
+        pending = ""
+    return result
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last_from:]
+
+
+def image_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, args in final_stage():
+        if word == "ENV":
+            env.update(pair.split("=", 1) for pair in shlex.split(args))
+    return env
+
+
+def test_two_slim_stages_and_a_small_final_image():
+    froms = [args for word, args in instructions() if word == "FROM"]
+    assert froms == ["python:3.11-slim AS build", "python:3.11-slim"]
+    runs = " ".join(args for word, args in final_stage() if word == "RUN")
+    assert "--no-index" in runs and "rm -rf /wheels" in runs and "--no-cache-dir" in runs
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
+    assert ignored[0] == "*" and "!emulator/" in ignored
+
+
+def test_runs_as_a_non_root_user_exposing_8000():
+    stage = final_stage()
+    users = [args for word, args in stage if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert ("EXPOSE", "8000") in stage
+    env = image_env()
+    assert env["TOKENHUB_EMULATOR_HOST"] == "0.0.0.0"
+    assert env["TOKENHUB_EMULATOR_SCENARIO"] == "/scenarios"
+    assert env["TOKENHUB_EMULATOR_PORT"] == "8000"
+
+
+def entrypoint() -> list[str]:
+    stage = dict(final_stage())
+    return json.loads(stage["ENTRYPOINT"]) + json.loads(stage["CMD"])
+
+
+def healthcheck_command() -> str:
+    args = dict(final_stage())["HEALTHCHECK"]
+    assert "--interval" in args
+    return args.split(" CMD ", 1)[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_entrypoint_serves_with_the_image_env_and_the_health_check_passes(tmp_path):
+    """The image's command and environment (the scenario folder and port swapped for local ones)."""
+    (tmp_path / "ping.yaml").write_text("rules: [{when: {last_user: ping}, reply: {content: pong}}]\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        **image_env(),
+        "TOKENHUB_EMULATOR_SCENARIO": str(tmp_path),
+        "TOKENHUB_EMULATOR_PORT": str(port),
+    }
+    env["TOKENHUB_EMULATOR_CONTROL_TOKEN"] = "ci-token"
+    command = entrypoint()
+    assert command == ["tokenhub-emulator", "serve"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", *command[1:]], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert "listening on http://0.0.0.0:" in process.stdout.readline()
+        health = subprocess.run(["sh", "-c", healthcheck_command()], env=env, capture_output=True, timeout=10)
+        assert health.returncode == 0, health.stderr
+        url = f"http://127.0.0.1:{port}"
+        reply = httpx.post(
+            url + "/v1/chat/completions",
+            headers={"authorization": "Bearer sk-x"},
+            json={"model": "glm-5", "messages": [{"role": "user", "content": "ping"}]},
+        )
+        assert reply.json()["choices"][0]["message"]["content"] == "pong"
+        assert httpx.get(url + "/_emulator/journal").status_code == 401  # bound beyond loopback: token needed
+        assert (
+            httpx.get(url + "/_emulator/journal", headers={"x-emulator-control-token": "ci-token"}).status_code == 200
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    health = subprocess.run(["sh", "-c", healthcheck_command()], env=env, capture_output=True, timeout=10)
+    assert health.returncode != 0  # and it fails once the server is gone
+
+
+@pytest.mark.skipif(not os.environ.get("TOKENHUB_DOCKER_BUILD_TEST"), reason="set TOKENHUB_DOCKER_BUILD_TEST=1")
+def test_the_build_stage_commands_produce_an_installable_wheel_set(tmp_path):
+    """`pip wheel .` as the build stage runs it, then the final stage's offline install in a fresh venv."""
+    wheels = tmp_path / "wheels"
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels), "."], cwd=ROOT, check=True)
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    install = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "tokenhub-emulator",
+    ]
+    subprocess.run(install, check=True)
+    result = subprocess.run(
+        [str(tmp_path / "venv" / "bin" / "tokenhub-emulator"), "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "tokenhub-emulator" in result.stdout
+    print(f"build stage equivalent took {time.monotonic() - started:.1f}s")
