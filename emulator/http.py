@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import ApiError
 
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADERS = ("x-request-id", "request-id")  # OpenAI's SDK reads the first, Anthropic's the second
 log = logging.getLogger("tokenhub_emulator")
 
 
@@ -42,7 +42,8 @@ class GatewayMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), request_id.encode())]
+                ids = [(name.encode(), request_id.encode()) for name in REQUEST_ID_HEADERS]
+                message["headers"] = [*message.get("headers", []), *ids]
             await send(message)
 
         try:

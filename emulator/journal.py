@@ -34,6 +34,7 @@ def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
 @dataclass
 class Entry:
     id: int
+    request_id: str  # what the x-request-id / request-id response headers carry
     time: float  # wall-clock seconds when the request arrived
     method: str
     path: str
@@ -67,9 +68,12 @@ class Journal:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def open(self, method: str, path: str, headers: Mapping[str, str], protocol: str | None) -> Entry:
+    def open(
+        self, method: str, path: str, headers: Mapping[str, str], protocol: str | None, request_id: str = ""
+    ) -> Entry:
         entry = Entry(
             id=next(self._ids),
+            request_id=request_id,
             time=time.time(),
             method=method,
             path=path,
@@ -122,7 +126,8 @@ class JournalMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        entry = self.journal.open(scope["method"], scope["path"], headers, self.protocol_for(scope["path"]))
+        request_id = scope.get("state", {}).get("request_id", "")
+        entry = self.journal.open(scope["method"], scope["path"], headers, self.protocol_for(scope["path"]), request_id)
         scope.setdefault("state", {})["journal_entry"] = entry
 
         async def recording_send(message: dict[str, Any]) -> None:

@@ -161,19 +161,38 @@ class Range:
 
 
 @dataclass(frozen=True)
+class AnthropicRoute:
+    """How a gateway's Anthropic Messages route behaves."""
+
+    key_header: bool = True  # `x-api-key` accepted (Bearer always is)
+    version_required: bool = False  # `anthropic-version` must be sent
+    ignored_fields: frozenset[str] = frozenset()  # accepted and dropped (seed 000's "Ignored")
+    unsupported_blocks: frozenset[str] = frozenset()  # content blocks refused with a 400 (seed 000's "Not supported")
+    prompt_caching: bool = True  # cache_control breakpoints are accounted (seed 003); seed 000 ignores them
+    parallel_switch: bool = True  # tool_choice.disable_parallel_tool_use is honoured
+    history_thinking: bool = True  # thinking blocks of earlier turns reach the model
+    upstream: bool = False  # api.anthropic.com itself: unknown model → 404, temperature at most 1
+
+
+TOKENHUB_ANTHROPIC = AnthropicRoute(
+    ignored_fields=frozenset({"container", "mcp_servers", "metadata", "service_tier", "thinking", "top_k"}),
+    unsupported_blocks=frozenset({"image", "document", "search_result", "redacted_thinking"}),
+    prompt_caching=False,
+    parallel_switch=False,
+    history_thinking=False,
+)
+
+
+@dataclass(frozen=True)
 class Profile:
     """One documented gateway: where its endpoints live, how it authenticates, what it calls its errors."""
 
     name: str
     description: str
     paths: Mapping[str, str] = field(default_factory=lambda: STANDARD_PATHS)  # chat, responses, messages, models
-    anthropic_key_header: bool = True  # `x-api-key` accepted on the Anthropic route (Bearer always is)
-    anthropic_version_required: bool = False
+    anthropic: AnthropicRoute = AnthropicRoute()
     errors: dict[int, ErrorKind] = field(default_factory=lambda: TOKENHUB_ERRORS)
     ranges: dict[str, Range] = field(default_factory=dict)  # stricter sampling ranges than the protocol's
-    # Anthropic request fields and content blocks seed 000 lists as "ignored" / "not supported"
-    anthropic_ignored_fields: frozenset[str] = frozenset()
-    anthropic_unsupported_blocks: frozenset[str] = frozenset()
 
     def error_kind(self, status: int) -> ErrorKind:
         if status in self.errors:
@@ -198,18 +217,14 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "tokenhub",
             "Tencent Cloud TokenHub (seed 000): chat completions, Anthropic messages, responses",
-            anthropic_ignored_fields=frozenset(
-                {"container", "mcp_servers", "metadata", "service_tier", "thinking", "top_k"}
-            ),
-            anthropic_unsupported_blocks=frozenset({"image", "document", "search_result", "redacted_thinking"}),
+            anthropic=TOKENHUB_ANTHROPIC,
         ),
         Profile("tokenhub-link", "tokenhub.link (seed 001): provider/model ids, enable_thinking, enable_search"),
         Profile(
             "cloudbase",
             "Tencent CloudBase AI gateway (seed 003): everything under /v1/ai/cloudbase/, Bearer auth on messages",
             paths=CLOUDBASE_PATHS,
-            anthropic_key_header=False,
-            anthropic_version_required=True,
+            anthropic=AnthropicRoute(key_header=False, version_required=True),
         ),
         Profile(
             "maxtoken",
@@ -218,7 +233,11 @@ PROFILES: dict[str, Profile] = {
             ranges={"temperature": Range(0.0, 1.0), "top_p": Range(0.0, 1.0)},
         ),
         Profile("openai", "The upstream OpenAI API shapes", errors=OPENAI_ERRORS),
-        Profile("anthropic", "The upstream Anthropic API shapes", anthropic_version_required=True),
+        Profile(
+            "anthropic",
+            "The upstream Anthropic API shapes",
+            anthropic=AnthropicRoute(version_required=True, upstream=True),
+        ),
     )
 }
 DEFAULT_PROFILE = "tokenhub"

@@ -86,6 +86,17 @@ def test_scripted_failure_envelope_and_headers(scripted):
     assert "rate limit" in error["message"]
     assert response.headers["retry-after"] == "1"
     assert response.headers["x-request-id"].startswith("req_")
+    assert response.headers["request-id"] == response.headers["x-request-id"] == response.json()["request_id"]
+
+
+def test_sdk_sees_the_request_id(scripted):
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        sdk(scripted).messages.create(
+            model="glm-5", max_tokens=10, messages=[{"role": "user", "content": "status 429"}]
+        )
+    assert caught.value.request_id and caught.value.request_id.startswith("req_")
+    message = sdk(scripted).messages.create(model="glm-5", max_tokens=10, messages=USER)
+    assert message._request_id and message._request_id.startswith("req_")
 
 
 def test_scripted_type_and_message_win(scripted):

@@ -57,14 +57,12 @@ class Traits:
 
 
 def traits_for(profile: Profile) -> Traits:
-    # Seed 000's compatibility layer — the profile with an ignored-field list — also ignores every
-    # cache_control, disable_parallel_tool_use and history thinking blocks; Profile has no fields for those.
-    compatibility_layer = bool(profile.anthropic_ignored_fields)
+    route = profile.anthropic
     return Traits(
-        upstream=profile.name == "anthropic",
-        caching=not compatibility_layer,
-        parallel_switch=not compatibility_layer,
-        history_thinking="thinking" not in profile.anthropic_ignored_fields,
+        upstream=route.upstream,
+        caching=route.prompt_caching,
+        parallel_switch=route.parallel_switch,
+        history_thinking=route.history_thinking,
     )
 
 
@@ -74,7 +72,7 @@ def traits_for(profile: Profile) -> Traits:
 def authenticate(request: Request, context: Context) -> str:
     """The key from `x-api-key` (where the profile takes it) or `Authorization: Bearer`; then the version header."""
     key = _api_key(request, context)
-    if context.profile.anthropic_version_required and not request.headers.get(VERSION_HEADER, "").strip():
+    if context.profile.anthropic.version_required and not request.headers.get(VERSION_HEADER, "").strip():
         raise ApiError.invalid(f"{VERSION_HEADER}: header is required", param=VERSION_HEADER)
     return key
 
@@ -82,7 +80,7 @@ def authenticate(request: Request, context: Context) -> str:
 def _api_key(request: Request, context: Context) -> str:
     """Where the profile takes `x-api-key`, either header carries the key (SDKs ≥ 2 send `Authorization: Bearer`)
     and errors are worded as the API words them; a Bearer-only gateway answers in its own words."""
-    if not context.profile.anthropic_key_header:
+    if not context.profile.anthropic.key_header:
         return bearer_key(request, context.allowed_keys)
     key = request.headers.get("x-api-key", "").strip()
     if not key:
@@ -159,7 +157,7 @@ class ConversationReader:
     """The request's system prompt and messages as neutral Messages, checked as the API checks them."""
 
     def __init__(self, profile: Profile, traits: Traits) -> None:
-        self.unsupported = profile.anthropic_unsupported_blocks
+        self.unsupported = profile.anthropic.unsupported_blocks
         self.traits = traits
 
     def read(self, request: m.CountTokensRequest) -> list[Message]:
@@ -360,7 +358,7 @@ def validate(body: Any, profile: Profile, kind: type[m.CountTokensRequest]) -> m
     """The body as `kind`; fields the profile ignores are dropped first, unchecked."""
     if not isinstance(body, dict):
         raise ApiError.invalid(f"The request body must be a JSON object, but got {type(body).__name__}.")
-    accepted = {k: v for k, v in body.items() if k not in profile.anthropic_ignored_fields}
+    accepted = {k: v for k, v in body.items() if k not in profile.anthropic.ignored_fields}
     try:
         request = kind.model_validate(accepted)
     except ValidationError as exc:

@@ -47,7 +47,8 @@ class Adapter:
         """The whole stream, terminator included."""
         raise NotImplementedError
 
-    def error_body(self, failure: Failure, context: Context) -> Mapping[str, Any]:
+    def error_body(self, failure: Failure, context: Context, request_id: str | None = None) -> Mapping[str, Any]:
+        """The protocol's error envelope; `request_id` is the id the response's headers carry."""
         raise NotImplementedError
 
     def error_event(self, failure: Failure, context: Context) -> SseEvent:

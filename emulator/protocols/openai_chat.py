@@ -312,7 +312,7 @@ class ChatAdapter(Adapter):
     def events(self, shaped: Shaped, exchange: Exchange, options: ChatOptions) -> Iterator[SseEvent]:
         return stream_events(shaped, exchange.model, options)
 
-    def error_body(self, failure: Failure, context: Context) -> dict[str, Any]:
+    def error_body(self, failure: Failure, context: Context, request_id: str | None = None) -> dict[str, Any]:
         return error_body(failure, context.profile)
 
     def error_event(self, failure: Failure, context: Context) -> SseEvent:

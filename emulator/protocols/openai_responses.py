@@ -644,7 +644,7 @@ class ResponsesAdapter(Adapter):
         # stored before the first event is sent: a client that drops the stream can still fetch or chain it
         return ResponseEvents(self._kept(response_body(shaped, exchange, options), options), shaped.pieces)
 
-    def error_body(self, failure: Failure, context: Context) -> dict[str, Any]:
+    def error_body(self, failure: Failure, context: Context, request_id: str | None = None) -> dict[str, Any]:
         return error_body(failure, context.profile)
 
     def error_event(self, failure: Failure, context: Context, sequence_number: int = 0) -> SseEvent:
