@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -64,7 +65,11 @@ class ResponseFormat:
 
 @dataclass
 class Exchange:
-    """One request, seen the same way whichever protocol carried it."""
+    """One request, seen the same way whichever protocol carried it.
+
+    Built once by an adapter and not changed afterwards: the derived views (system, last_user_text, …) are
+    computed on first use and kept, since every rule's conditions read them.
+    """
 
     protocol: Protocol
     model: str  # the model that serves the request, after alias resolution
@@ -86,22 +91,22 @@ class Exchange:
     body: Mapping[str, Any] = field(default_factory=dict)  # the request body as parsed JSON
     api_key: str = ""
 
-    @property
+    @cached_property
     def system(self) -> str:
         return "\n".join(m.text for m in self.messages if m.role == "system")
 
-    @property
+    @cached_property
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
             if message.role == "user":
                 return message.text
         return ""
 
-    @property
+    @cached_property
     def tool_results(self) -> list[ToolResult]:
         return [m.tool_result for m in self.messages if m.tool_result is not None]
 
-    @property
+    @cached_property
     def turn(self) -> int:
         """1 for the first user message, 2 after one assistant answer and a new user message, …"""
         return sum(1 for m in self.messages if m.role == "user")

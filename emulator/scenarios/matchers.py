@@ -292,7 +292,10 @@ class AllOf(Condition):
     children: tuple[Condition, ...] = ()
 
     def matches(self, exchange: Exchange) -> bool:
-        return all(child.matches(exchange) for child in self.children)
+        for child in self.children:  # a plain loop: this runs for every rule of every request
+            if not child.matches(exchange):
+                return False
+        return True
 
     def explain(self, exchange: Exchange) -> str | None:
         reasons = [child.explain(exchange) for child in self.children]
