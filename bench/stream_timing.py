@@ -31,7 +31,7 @@ PROMPT = "bench"
 
 
 def scenario(tokens: int) -> str:
-    content = "".join(f" Hello" for _ in range(tokens)).strip()  # one token per word
+    content = "".join(" Hello" for _ in range(tokens)).strip()  # one token per word
     return f"rules:\n  - when: {{last_user: {PROMPT}}}\n    reply: {{content: {json.dumps(content)}}}\n"
 
 

@@ -12,13 +12,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from emulator import control, fault_control
 from emulator.config import Settings
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure
-from emulator.faults import FaultBook, FaultRule, Who, break_stream, error_failure, event_failure, transport_fault
+from emulator.fault_effects import break_stream, error_failure, event_failure, transport_fault
+from emulator.faults import FaultBook, FaultRule, Who
 from emulator.generate import Generator
 from emulator.http import GatewayMiddleware, bearer_key, json_response, read_json
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, JournalMiddleware, current_entry, elapsed_ms
@@ -31,10 +32,10 @@ from emulator.ratelimit import Admission, Limiter
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
 from emulator.scenarios.engine import decision_of
 from emulator.scoped_engine import ScopedEngine
-from emulator.shaping import shape
+from emulator.shaping import Shaped, shape
 from emulator.streaming import SSE_HEADERS, Delivery, encode
 from emulator.test_scope import TestScopeMiddleware
-from emulator.timing import NO_TIMING, TimingSpec, seed_material, timing_from_headers
+from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
 
 
@@ -150,7 +151,7 @@ def _runtime(request: Request) -> Runtime:
 
 
 def error_response(runtime: Runtime, adapter: Adapter, failure: Failure, entry: Entry | None = None) -> Response:
-    body = adapter.error_body(failure, runtime.context)
+    body = adapter.error_body(failure, runtime.context, entry.request_id if entry is not None else None)
     if entry is not None:
         entry.error = dict(body)
         entry.rule = entry.rule or failure.rule
@@ -161,7 +162,7 @@ def create_endpoint(adapter: Adapter):
     """The one pipeline: auth → body → parse (and the x-emulator-* headers) → rate limits → faults →
     scenario engine → shape → JSON or SSE, delivered on the request's timing plan."""
 
-    async def endpoint(request: Request) -> Response:
+    async def endpoint(request: Request) -> ASGIApp:  # a Response, or a Delivery on the timing plan
         runtime = _runtime(request)
         context = runtime.context
         entry = current_entry(request.scope)
@@ -220,10 +221,11 @@ class Call:
         if self.entry is not None:
             self.entry.action = action
             if fault is not None:
+                self.entry.fault = fault
                 self.runtime.faults.record(self.entry.id, fault)
 
-    def answer(self) -> Response:
-        runtime, adapter, exchange, entry = self.runtime, self.adapter, self.exchange, self.entry
+    def answer(self) -> ASGIApp:
+        runtime, exchange, entry = self.runtime, self.exchange, self.entry
         who = Who.of(exchange)
         fault = runtime.faults.before_reply(self.asked_fault, who, runtime.engine.settings.faults)
         if fault is not None and not fault.fault.spec.needs_reply:
@@ -237,10 +239,8 @@ class Call:
             fault = runtime.faults.pick([decision.fault], who)
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
-        latency = fault if fault is not None and fault.fault.kind == "latency" else None
-        delay = (latency.fault.value or 0) / 1000 if latency is not None else 0.0
         if isinstance(outcome, Failure):  # only a latency applies to an error; the other faults break replies
-            return self.failure_response(outcome, latency, delay)
+            return self.failure_response(outcome, fault if fault and fault.fault.kind == "latency" else None)
         if fault is not None:
             self.note("fault", fault.fault.label)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
@@ -251,27 +251,33 @@ class Call:
         headers = self.headers
         if self.limits is not None:
             limiter, admission = self.limits
-            headers = limiter.charge(admission, shaped.usage.completion_tokens, adapter.protocol)
+            headers = limiter.charge(admission, shaped.usage.completion_tokens, self.adapter.protocol)
         if exchange.stream:
-            schedule = plan.schedule(adapter.events(shaped, exchange, self.options))
-            if fault is not None and fault.fault.spec.applies == "stream":
-                failure = event_failure(fault.fault, adapter.protocol)
-                parts, ending = break_stream(
-                    fault.fault, schedule, lambda: adapter.error_event(failure, runtime.context)
-                )
-            else:
-                parts, ending = ((encode(event), at) for event, at in schedule), "complete"
-            return Delivery(
-                200,
-                {**SSE_HEADERS, **headers},
-                parts,
-                delay=delay,
-                ending=ending,
-                chunked=True,
-                on_done=self.on_stream_done,
-                on_write=self.on_stream_write,
-            )
-        response = json_response(adapter.render(shaped, exchange, self.options), headers=headers)
+            return self.stream_response(shaped, plan, headers, fault)
+        return self.json_response(shaped, plan, headers, fault)
+
+    def stream_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
+        adapter, context = self.adapter, self.runtime.context
+        schedule = plan.schedule(adapter.events(shaped, self.exchange, self.options))
+        if fault is not None and fault.fault.spec.applies == "stream":
+            failure = event_failure(fault.fault, adapter.protocol)
+            parts, ending = break_stream(fault.fault, schedule, lambda: adapter.error_event(failure, context))
+        else:
+            parts, ending = ((encode(event), at) for event, at in schedule), "complete"
+        return Delivery(
+            200,
+            {**SSE_HEADERS, **headers},
+            parts,
+            delay=_latency_s(fault),
+            ending=ending,
+            chunked=True,
+            on_done=self.on_stream_done,
+            on_write=self.on_stream_write,
+        )
+
+    def json_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
+        response = json_response(self.adapter.render(shaped, self.exchange, self.options), headers=headers)
+        delay = _latency_s(fault)
         if fault is not None and fault.fault.kind == "truncate":
             size = len(response.body)
             cut = min(fault.fault.bytes if fault.fault.bytes is not None else size // 2, max(size - 1, 0))
@@ -292,30 +298,36 @@ class Call:
         if client_left and self.entry is not None:
             self.entry.disconnected = True
 
-    def failure_response(self, failure: Failure, fault: FaultRule | None, delay: float) -> Response:
+    def failure_response(self, failure: Failure, latency: FaultRule | None) -> ASGIApp:
         runtime, entry = self.runtime, self.entry
         if failure.rule is None and entry is not None and entry.action == "fail":  # the error fallback: why each missed
             entry.misses = [asdict(miss) for miss in runtime.engine.explain(self.exchange)[:3]]
-        if fault is not None:
-            self.note("fault", fault.fault.label)
+        if latency is not None:
+            self.note("fault", latency.fault.label)
         if self.headers:
             failure = replace(failure, headers={**self.headers, **failure.headers})
         response = error_response(runtime, self.adapter, failure, entry)
+        delay = _latency_s(latency)
         return Delivery.of(response, delay=delay) if delay > 0 else response
 
-    def fault_response(self, rule: FaultRule) -> Response:
+    def fault_response(self, rule: FaultRule) -> ASGIApp:
         """An error or a transport fault that replaces the answer."""
         self.note("fault", rule.fault.label)
         if rule.fault.kind == "error":
             failure = error_failure(rule.fault, self.adapter.protocol, self.headers)
             return error_response(self.runtime, self.adapter, failure, self.entry)
-        return transport_fault(rule.fault)  # type: ignore[return-value]
+        return transport_fault(rule.fault)
+
+
+def _latency_s(fault: FaultRule | None) -> float:
+    """The wait before the headers a `latency` fault asks for."""
+    return (fault.fault.value or 0) / 1000 if fault is not None and fault.fault.kind == "latency" else 0.0
 
 
 class _Finally:
     """A response that runs `callback` once it has been sent (or abandoned)."""
 
-    def __init__(self, response: Any, callback: Callable[[], None]) -> None:
+    def __init__(self, response: ASGIApp, callback: Callable[[], None]) -> None:
         self.response = response
         self.callback = callback
 
@@ -349,7 +361,7 @@ async def retrieve_model(request: Request) -> Response:
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     runtime = _runtime(request)
-    return error_response(runtime, runtime.adapter_for(request.url.path), exc.failure)
+    return error_response(runtime, runtime.adapter_for(request.url.path), exc.failure, current_entry(request.scope))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -362,7 +374,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         message = str(exc.detail)
     failure = Failure(status=exc.status_code, message=message, headers=dict(exc.headers or {}))
     runtime = _runtime(request)
-    return error_response(runtime, runtime.adapter_for(request.url.path), failure)
+    return error_response(runtime, runtime.adapter_for(request.url.path), failure, current_entry(request.scope))
 
 
 def routes_for(runtime: Runtime) -> list[BaseRoute]:

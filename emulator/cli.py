@@ -141,6 +141,7 @@ def serve(settings: Settings) -> int:
 
     from emulator.app import Runtime, build_app
     from emulator.scenarios import ScenarioError
+    from emulator.streaming import steady_gc
     from emulator.transport import http_protocol
 
     try:
@@ -157,11 +158,13 @@ def serve(settings: Settings) -> int:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     app = build_app(settings, runtime)
+    steady_gc()  # no collector pauses in the middle of timed streams
     config = uvicorn.Config(
         app,
         log_level=settings.log_level,
         access_log=settings.log_level in ("debug", "trace"),
         http=http_protocol(),  # gives faults the connection (reset, empty reply, truncated body)
+        timeout_graceful_shutdown=5,  # a hanging or stalled stream must not hold up Ctrl-C / docker stop
     )
     if settings.watch:
         from emulator.watch import WatchingServer

@@ -136,6 +136,7 @@ SCHEMAS: dict[str, Any] = {
     "JournalEntry": _object(
         {
             "id": {"type": "integer"},
+            "request_id": {"type": "string", "description": "the x-request-id / request-id the response carried"},
             "time": {"type": "number", "description": "wall-clock seconds when the request arrived"},
             "method": {"type": "string"},
             "path": {"type": "string"},
@@ -145,7 +146,11 @@ SCHEMAS: dict[str, Any] = {
             "stream": {"type": "boolean"},
             "status": {"type": ["integer", "null"]},
             "rule": {**NULLABLE_STRING, "description": "the rule that answered (fail_next for an injected failure)"},
-            "action": {**NULLABLE_STRING, "description": "reply | fail | generated | rejected | fault …"},
+            "action": {
+                **NULLABLE_STRING,
+                "description": "reply | fail | generated | rejected | fault | rate_limited",
+            },
+            "fault": {**NULLABLE_STRING, "description": "the fault injected, when one answered"},
             "headers": {"type": "object", "description": "request headers, keys masked"},
             "body": {"description": "the request body as JSON, in full"},
             "response_headers": {"type": "object"},
@@ -309,10 +314,10 @@ def paths() -> dict[str, Any]:
 
 
 def _other_paths() -> dict[str, Any]:
-    """Paths that other control modules describe themselves (fault_control.OPENAPI_PATHS, when it has one)."""
+    """Paths that other control modules describe themselves: faults and the resilience report."""
     from emulator import fault_control
 
-    return dict(getattr(fault_control, "OPENAPI_PATHS", {}))
+    return fault_control.openapi_paths()
 
 
 def document() -> dict[str, Any]:

@@ -48,7 +48,8 @@ async def add_fault(request: Request) -> Response:
         raise ControlError(400, f"The body is not valid JSON: {error}.", code="invalid_json") from None
     rule, problems = parse_fault_json(body, fault_id=runtime.faults.new_id())
     if rule is None:
-        raise ControlError(400, f"Invalid fault: {'; '.join(problems)}.", code="invalid_fault", problems=problems)
+        message = "Invalid fault: " + "; ".join(problems)
+        raise ControlError(400, message if message.endswith((".", "?")) else message + ".", code="invalid_fault")
     runtime.faults.add(rule)
     return json_response(rule.as_dict(), 201)
 
@@ -75,6 +76,83 @@ async def resilience_report(request: Request) -> Response:
     test_id = test_id_of(request)
     entries = runtime.journal.entries(test_id=test_id)
     return json_response(resilience.report(entries, runtime.faults.injected, test_id))
+
+
+def openapi_paths() -> dict[str, Any]:
+    """These routes in the control API's OpenAPI document (emulator/control_openapi.py), schemas inline."""
+    error = {"$ref": "#/components/schemas/Error"}
+    test_id = [
+        {"name": "x-emulator-test-id", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "test_id", "in": "query", "required": False, "schema": {"type": "string"}},
+    ]
+    fault = {
+        "type": "object",
+        "description": "A fault, as a scenario's `fault:` mapping (docs/faults-and-timing.md), with its id, "
+        "source (runtime | scenario) and label.",
+        "required": ["id", "source", "label"],
+        "properties": {"id": {"type": "string"}, "source": {"type": "string"}, "label": {"type": "string"}},
+    }
+    report = {
+        "type": "object",
+        "required": ["test_id", "requests", "chains", "faults", "retries", "gave_up", "problems", "ok"],
+        "properties": {
+            "test_id": {"type": ["string", "null"]},
+            "requests": {"type": "integer"},
+            "chains": {"type": "array", "items": {"type": "object"}},
+            "faults": {"type": "object"},
+            "retries": {"type": "integer"},
+            "gave_up": {"type": "integer"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+            "ok": {"type": "boolean"},
+        },
+    }
+
+    def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    guard = {"401": answer("Control token required", error), "403": answer("Control API disabled", error)}
+    removed = {"type": "object", "required": ["removed"], "properties": {"removed": {"type": "integer"}}}
+    return {
+        "/faults": {
+            "get": {
+                "summary": "Run-time faults, then the scenarios' background faults",
+                "responses": {
+                    "200": answer(
+                        "Faults",
+                        {
+                            "type": "object",
+                            "required": ["object", "data"],
+                            "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": fault}},
+                        },
+                    ),
+                    **guard,
+                },
+            },
+            "post": {
+                "summary": "Switch a fault on",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"201": answer("Added", fault), "400": answer("Not a valid fault", error), **guard},
+            },
+            "delete": {
+                "summary": "Switch every run-time fault off",
+                "responses": {"200": answer("Removed", removed), **guard},
+            },
+        },
+        "/faults/{fault_id}": {
+            "parameters": [{"name": "fault_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "delete": {
+                "summary": "Switch one run-time fault off",
+                "responses": {"200": answer("Removed", removed), "404": answer("No such fault", error), **guard},
+            },
+        },
+        "/report": {
+            "parameters": test_id,
+            "get": {
+                "summary": "The resilience report of the run, or of one test id",
+                "responses": {"200": answer("The report", report), **guard},
+            },
+        },
+    }
 
 
 def routes() -> list[BaseRoute]:

@@ -1,4 +1,4 @@
-"""Faults: the ways a real gateway fails, when each one fires, and what it does to the reply.
+"""Faults: the ways a real gateway fails, how they are written, and when each one fires.
 
 A fault is one kind — an HTTP error, a transport fault or a mid-stream fault — with its options, and a
 pattern that says when it fires (a probability, the first N calls, every Nth call, a window of the run,
@@ -8,6 +8,7 @@ sequence step, `settings.faults`), sent to the control API as JSON, or given in 
 
 Counters (first N, every Nth) and the probability draws are kept per fault and per test id
 (`x-emulator-test-id`), drawn from the server seed: the same calls in the same order fail the same way.
+What a fault does to the answer is in emulator/fault_effects.py.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ import fnmatch
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from emulator.errors import ApiError
-from emulator.exchange import Exchange, Failure
-from emulator.ratelimit import exhausted_headers, retry_headers
+from emulator.exchange import Exchange
 from emulator.specparse import INVALID, Collected, SpecReader, header_value, is_number, shown, suggestion, words
-from emulator.streaming import Delivery, Ending, Part, SseEvent, encode
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,7 @@ FAULT_PATTERNS = ("probability", "first", "every", "window", "model", "key", "te
 FAULT_KEYS = FAULT_KINDS + FAULT_OPTIONS + FAULT_PATTERNS
 FAULT_HEADER = "x-emulator-fault"
 TEST_ID_HEADER = "x-emulator-test-id"
-HANG_LIMIT_S = 600.0  # a hang ends (the connection is closed) if the client has not given up by then
-DEFAULT_RETRY_AFTER_S = {429: 1.0}
+INJECTED_KEPT = 20_000  # the journal keeps 10,000 entries
 
 
 @dataclass(frozen=True)
@@ -215,7 +213,8 @@ def parse_fault_mapping(
     value = _kind_value(reader, data, kind)
     for option in FAULT_OPTIONS:
         if option in data and option not in kind.options:
-            ok = reader.error(data, option, f"'{option}' does not apply to a {kind.name} fault", on_key=True)
+            reader.error(data, option, f"'{option}' does not apply to a {kind.name} fault", on_key=True)
+            ok = False
     options = _options(reader, data, kind)
     pattern = parse_pattern(reader, data)
     if not ok or INVALID in (value, options, pattern):
@@ -400,9 +399,12 @@ class FaultBook:
         return self.pick([header, *self.runtime.values(), *background], who)
 
     def record(self, entry_id: int | None, label: str) -> None:
-        """Note what was injected into a journaled request, for the resilience report."""
-        if entry_id is not None:
-            self.injected[entry_id] = label
+        """Note what was injected into a journaled request, for the resilience report (as long as the journal)."""
+        if entry_id is None:
+            return
+        self.injected[entry_id] = label
+        if len(self.injected) > INJECTED_KEPT:
+            del self.injected[next(iter(self.injected))]
 
     def reset(self, test_id: str | None = None) -> None:
         with self._lock:
@@ -415,104 +417,3 @@ class FaultBook:
                 for slot in [s for s in self._counts if s[1] == test_id]:
                     self._counts.pop(slot, None)
                     self._rngs.pop(slot, None)
-
-
-# ---------------------------------------------------------------- what a fault does
-
-
-def error_failure(fault: Fault, protocol: str, limit_headers: Mapping[str, str]) -> Failure:
-    """The HTTP error of an `error` fault: the profile's type and code, with the headers the gateways send.
-
-    A 429 carries the rate-limit headers (the limiter's when limits are configured, else a spent request
-    budget) and a retry-after (1 s unless the fault says otherwise).
-    """
-    status = int(fault.value or 500)
-    retry_ms = fault.retry_after_ms
-    if retry_ms is None and status in DEFAULT_RETRY_AFTER_S:
-        retry_ms = DEFAULT_RETRY_AFTER_S[status] * 1000
-    headers = dict(limit_headers)
-    if status == 429 and not headers:
-        headers.update(exhausted_headers(protocol, (retry_ms or 0) / 1000))
-    if retry_ms is not None:
-        headers.update(retry_headers(retry_ms / 1000))
-    if fault.should_retry is not None:
-        headers["x-should-retry"] = "true" if fault.should_retry else "false"
-    return Failure(status=status, message=fault.message or "", headers=headers)
-
-
-def event_failure(fault: Fault, protocol: str) -> Failure:
-    """The failure a mid-stream error event reports: overloaded (529) on the Anthropic route, else a 500."""
-    status = int(fault.value) if fault.value is not None else (529 if protocol == "messages" else 500)
-    return Failure(status=status, message=fault.message or "")
-
-
-def transport_fault(fault: Fault) -> Delivery:
-    """hang: nothing until the client gives up; reset: an RST; empty: the connection closed without a byte."""
-    if fault.kind == "hang":
-        return Delivery(0, {}, (), delay=HANG_LIMIT_S, send_headers=False, ending="close")
-    return Delivery(0, {}, (), send_headers=False, ending="reset" if fault.kind == "reset" else "close")
-
-
-def break_stream(
-    fault: Fault, schedule: Iterator[tuple[SseEvent, float]], error_event: Callable[[], SseEvent]
-) -> tuple[Iterator[Part], Ending]:
-    """The scheduled events as a mid-stream fault leaves them, and how the response ends."""
-    kind = fault.kind
-    if kind == "disconnect_after":
-        return _first(schedule, int(fault.value or 0)), "close"
-    if kind == "no_terminator":
-        return _without_last(schedule), "complete"
-    if kind == "stall":
-        return _stalled(schedule, fault.strike_at(), (fault.value or 0) / 1000), "complete"
-    if kind == "malformed":
-        return _malformed(schedule, fault.strike_at()), "complete"
-    if kind == "error_event":
-        return _erroring(schedule, fault.strike_at(), error_event), "complete"
-    return ((encode(e), at) for e, at in schedule), "complete"
-
-
-def _first(schedule: Iterator[tuple[SseEvent, float]], count: int) -> Iterator[Part]:
-    for index, (event, at) in enumerate(schedule):
-        if index >= count:
-            return
-        yield encode(event), at
-
-
-def _without_last(schedule: Iterator[tuple[SseEvent, float]]) -> Iterator[Part]:
-    previous = None
-    for item in schedule:
-        if previous is not None:
-            yield encode(previous[0]), previous[1]
-        previous = item
-
-
-def _stalled(schedule: Iterator[tuple[SseEvent, float]], after: int, seconds: float) -> Iterator[Part]:
-    for index, (event, at) in enumerate(schedule):
-        yield encode(event), at + seconds if index >= after else at
-
-
-def _malformed(schedule: Iterator[tuple[SseEvent, float]], after: int) -> Iterator[Part]:
-    """The first delta from `after` on (an event carrying tokens, or named `*delta`) is cut in the middle:
-    invalid JSON in a data line. A delta, because SDKs skip some framing events unread (Anthropic's `ping`).
-    """
-    done = False
-    for index, (event, at) in enumerate(schedule):
-        delta = event.tokens > 0 or "delta" in (event.event or "")
-        if not done and index >= after and delta and event.data.startswith("{"):
-            done = True
-            yield encode(SseEvent(event.data[: max(1, len(event.data) // 2)], event.event)), at
-        else:
-            yield encode(event), at
-
-
-def _erroring(
-    schedule: Iterator[tuple[SseEvent, float]], after: int, error_event: Callable[[], SseEvent]
-) -> Iterator[Part]:
-    last = 0.0
-    for index, (event, at) in enumerate(schedule):
-        if index >= after:
-            yield encode(error_event()), at
-            return
-        last = at
-        yield encode(event), at
-    yield encode(error_event()), last

@@ -44,7 +44,8 @@ class Entry:
     stream: bool = False
     status: int | None = None
     rule: str | None = None
-    action: str | None = None  # reply | fail | generated | error (validation) | fault
+    action: str | None = None  # reply | fail | generated | rejected | fault | rate_limited
+    fault: str | None = None  # what was injected, when a fault answered
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     response_headers: dict[str, str] = field(default_factory=dict)

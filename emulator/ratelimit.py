@@ -35,15 +35,6 @@ class RateLimits:
     def active(self) -> bool:
         return any(v is not None for v in (self.requests, self.tokens, self.concurrency))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "tokens": self.tokens,
-            "window_s": self.window_s,
-            "concurrency": self.concurrency,
-            "per": list(self.per),
-        }
-
 
 def parse_rate_limits(reader: SpecReader, data: Mapping[str, Any], where: str = "in rate_limits") -> Any:
     reader.keys(data, RATE_LIMIT_KEYS, where)

@@ -124,11 +124,12 @@ class TimingSpec:
 
     def over(self, base: TimingSpec | None) -> TimingSpec:
         """This layer over a less specific one: what this layer sets wins."""
-        if base is None:
+        if base is None or base.is_empty:
             return self
+        if self.is_empty:
+            return base
         merged = {
-            f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(base, f.name)
-            for f in fields(self)
+            name: getattr(self, name) if getattr(self, name) is not None else getattr(base, name) for name in _NAMES
         }
         if self.chunk_delay_ms is not None or self.tokens_per_second is not None:  # the pace is one setting
             merged["chunk_delay_ms"], merged["tokens_per_second"] = self.chunk_delay_ms, self.tokens_per_second
@@ -136,7 +137,7 @@ class TimingSpec:
 
     @property
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(getattr(self, name) is None for name in _NAMES)
 
     def plan(self, seed_material: Callable[[], str]) -> Plan:
         """The plan of one request; `seed_material` is only called when there is jitter to draw."""
@@ -152,21 +153,9 @@ class TimingSpec:
             latency_ms=self.latency_ms or 0.0,
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain values for JSON (the journal, the control API)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Jitter):
-                value = str(value)
-            elif isinstance(value, Chunking):
-                value = list(value.pieces) if value.unit == "pieces" else {value.unit: value.size}
-            if value is not None:
-                out[f.name] = value
-        return out
-
 
 NO_TIMING = TimingSpec()
+_NAMES = tuple(f.name for f in fields(TimingSpec))
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from emulator import control
+from emulator import control, fault_control
 from emulator.app import build_app
 from emulator.config import Settings
 
@@ -37,7 +37,7 @@ def test_every_route_is_described(document):
     }
     served = {
         (route.path.replace(":path", ""), method.lower())
-        for route in control.routes()
+        for route in [*control.routes(), *fault_control.routes()]
         if isinstance(route, Route)
         for method in route.methods or ()
         if method != "HEAD"

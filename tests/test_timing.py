@@ -13,11 +13,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.errors import ApiError
 from emulator.scenarios import ScenarioError, parse_scenario
 from emulator.streaming import Delivery, SseEvent, encode
-from emulator.timing import Chunking, Jitter, TimingSpec, seed_material, timing_from_headers
+from emulator.timing import HEADERS, Chunking, Jitter, TimingSpec, seed_material, timing_from_headers
 from tests.conftest import RunningServer, start_server, stop_server
 
 # ---------------------------------------------------------------- plans
@@ -253,7 +255,7 @@ rules:
 def timed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     path = tmp_path_factory.mktemp("timing") / "timing.yaml"
     path.write_text(SCENARIO)
-    running = start_server("--scenario", str(path))
+    running = start_server("--scenario", str(path), env={"TOKENHUB_EMULATOR_LATENCY_MS": "150"})
     yield running
     stop_server(running)
 
@@ -305,6 +307,9 @@ def test_a_non_streamed_reply_takes_its_latency(timed: RunningServer) -> None:
     body = {"model": "glm-5", "messages": [{"role": "user", "content": "slow"}]}
     with timed.http() as client:
         started = time.perf_counter()
+        client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "timed"}]})
+        assert (time.perf_counter() - started) * 1000 >= 145  # the server-wide latency (environment)
+        started = time.perf_counter()
         assert client.post("/v1/chat/completions", json=body).status_code == 200
         assert (time.perf_counter() - started) * 1000 >= 295
         started = time.perf_counter()
@@ -345,3 +350,24 @@ def test_a_disconnect_stops_the_stream_and_is_journaled(timed: RunningServer) ->
     assert entry["disconnected"] is True
     assert entry["duration_ms"] < 2000  # the plan ran to 4 s
     assert len(entry["chunk_times_ms"]) < 10
+
+
+TIMING_VALUES = st.sampled_from(
+    ["0", "-1", "1e400", "nan", "inf", "5", "2.5", "uniform(1,2)", "normal(0, -1)", "lognormal(1e9, 1)", "3 chars"]
+    + ['["a"]', "[]", "[1]", '{"a": 1}', "none", "", " ", "uniform(a,b)", "7 tokens", "0 chars"]
+) | st.text(max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(HEADERS)), TIMING_VALUES, max_size=3))
+def test_any_timing_headers_are_a_plan_or_a_400(headers: dict[str, str]) -> None:
+    try:
+        spec = timing_from_headers(headers)
+    except ApiError as error:
+        assert error.failure.status == 400 and error.failure.param in HEADERS
+        return
+    if spec is not None:
+        plan = spec.plan(lambda: "seed")
+        list(plan.schedule(events([0, 1, 2, 0])))
+        if plan.chunk is not None:
+            assert "".join(plan.chunk.split("some text here")) == "some text here"

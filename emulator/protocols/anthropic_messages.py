@@ -38,7 +38,7 @@ from emulator.protocols.base import Adapter, Context
 from emulator.scenarios.actions import default_message
 from emulator.shaping import Shaped
 from emulator.streaming import SseEvent
-from emulator.tokens import count_messages, split_tokens
+from emulator.tokens import count_messages, count_text, split_tokens
 
 VERSION_HEADER = "anthropic-version"
 THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
@@ -496,8 +496,14 @@ def message_body(shaped: Shaped, model: str, cache: CacheUsage) -> dict[str, Any
     return body
 
 
-def _event(payload: dict[str, Any]) -> SseEvent:
-    return SseEvent(dump(payload), event=payload["type"])
+def _event(payload: dict[str, Any], tokens: int = 0) -> SseEvent:
+    return SseEvent(dump(payload), event=payload["type"], tokens=tokens)
+
+
+def _delta_tokens(delta: Mapping[str, Any]) -> int:
+    """Generated tokens a content_block_delta carries (signatures carry none), for the timing plan."""
+    text = delta.get("text") or delta.get("thinking") or delta.get("partial_json") or ""
+    return count_text(text)
 
 
 def _block_head(block: Mapping[str, Any]) -> dict[str, Any]:
@@ -538,7 +544,7 @@ def stream_events(body: Mapping[str, Any], pieces: Pieces = split_tokens) -> Ite
         if index == 0:
             yield _event({"type": "ping"})
         for delta in _block_deltas(block, pieces):
-            yield _event({"type": "content_block_delta", "index": index, "delta": delta})
+            yield _event({"type": "content_block_delta", "index": index, "delta": delta}, _delta_tokens(delta))
         yield _event({"type": "content_block_stop", "index": index})
     delta = {"stop_reason": body["stop_reason"], "stop_sequence": body["stop_sequence"]}
     if "stop_details" in body:

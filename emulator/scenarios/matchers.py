@@ -292,7 +292,7 @@ class AllOf(Condition):
     children: tuple[Condition, ...] = ()
 
     def matches(self, exchange: Exchange) -> bool:
-        for child in self.children:  # a plain loop: this runs for every rule of every request
+        for child in self.children:  # noqa: SIM110 - a plain loop: this runs for every rule of every request
             if not child.matches(exchange):
                 return False
         return True

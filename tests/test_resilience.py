@@ -1,0 +1,160 @@
+"""The resilience report: right for a client that behaves and for one that does not, as JSON and from the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from emulator.journal import Entry, Journal
+from emulator.resilience import backoff_shape, render, report
+from tests.conftest import ROOT, RunningServer, start_server, stop_server
+
+BODY = {"model": "glm-5", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def entry(number: int, at: float, status: int | None, took_ms: float = 10, **headers: str) -> Entry:
+    made = Journal().open("POST", "/v1/chat/completions", {"authorization": "Bearer sk-12345678"}, "chat")
+    made.id, made.time, made.test_id, made.model, made.status = number, at, "t", "glm-5", status
+    made.body, made.response_headers, made.duration_ms = BODY, headers, took_ms
+    return made
+
+
+def test_a_client_that_waits_as_told() -> None:
+    entries = [
+        entry(1, 0.0, 429, **{"retry-after-ms": "400", "retry-after": "1"}),
+        entry(2, 0.45, 503),
+        entry(3, 1.0, 200),
+    ]
+    data = report(entries, {1: "error 429", 2: "error 503"}, "t")
+    assert data["ok"] is True and data["problems"] == []
+    chain = data["chains"][0]
+    assert chain["retries"] == 2 and chain["gave_up"] is False and chain["last_outcome"] == "200 ok"
+    assert chain["waits_ms"] == pytest.approx([440, 540], abs=0.2)
+    assert chain["attempts"][1]["honored_retry_after"] is True
+    assert data["faults"] == {
+        "error 429": {"seen": 1, "retried": 1, "honored_retry_after": 1},
+        "error 503": {"seen": 1, "retried": 1, "honored_retry_after": 0},
+    }
+    assert "OK" in render(data).splitlines()[0]
+
+
+def test_a_client_that_hurries_retries_a_400_and_gives_up() -> None:
+    entries = [
+        entry(1, 0.0, 429, **{"retry-after-ms": "1000"}),
+        entry(2, 0.02, 429, **{"retry-after-ms": "1000"}),
+        entry(3, 0.04, 400),
+        entry(4, 0.06, 400),
+    ]
+    data = report(entries, {}, None)
+    chain = data["chains"][0]
+    assert data["ok"] is False
+    assert chain["retried_too_early"] == [2, 3] and chain["retried_non_retryable"] == [4]
+    assert chain["gave_up"] is True and chain["last_outcome"] == "400"
+    assert len(data["problems"]) == 3
+    assert "attempt 2 came 10 ms after '429', which asked to wait 1000 ms" in data["problems"][0]
+    assert "attempt 4 retried '400', which is not retryable" in data["problems"][2]
+    assert "3 PROBLEM(S)" in render(data)
+
+
+def test_x_should_retry_decides_what_is_retryable() -> None:
+    entries = [entry(1, 0.0, 503, **{"x-should-retry": "false"}), entry(2, 1.0, 200)]
+    assert report(entries, {}, None)["chains"][0]["retried_non_retryable"] == [2]
+
+
+def test_chains_split_on_success_on_a_new_body_and_on_an_sdk_first_attempt() -> None:
+    other = entry(3, 0.3, 200)
+    other.body = {"model": "glm-5", "messages": [{"role": "user", "content": "other"}]}
+    fresh = entry(4, 0.4, 500)
+    fresh.headers["x-stainless-retry-count"] = "0"
+    entries = [entry(1, 0.0, 500), entry(2, 0.2, 200), other, fresh, entry(5, 5.0, 200)]
+    chains = report(entries, {}, None)["chains"]
+    assert [[a["entry"] for a in c["attempts"]] for c in chains] == [[1, 2], [3], [4, 5]]
+
+
+@pytest.mark.parametrize(
+    ("waits", "told", "shape"),
+    [
+        ([], [], "none"),
+        ([300], [False], "single"),
+        ([400, 400], [True, True], "as told"),
+        ([400, 850, 1700], [False] * 3, "exponential"),
+        ([400, 500, 600], [False] * 3, "growing"),
+        ([400, 410, 395], [False] * 3, "constant"),
+        ([400, 100, 900], [False] * 3, "irregular"),
+    ],
+)
+def test_backoff_shapes(waits: list[float], told: list[bool], shape: str) -> None:
+    assert backoff_shape(waits, told) == shape
+
+
+# ---------------------------------------------------------------- over HTTP, with the CLI
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    running = start_server()
+    yield running
+    stop_server(running)
+
+
+def report_of(server: RunningServer, test_id: str) -> dict[str, Any]:
+    with server.http() as client:
+        response = client.get("/_emulator/report", headers={"x-emulator-test-id": test_id})
+    assert response.status_code == 200
+    return response.json()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", "report", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_well_behaved_sdk_client(server: RunningServer) -> None:
+    client = openai.OpenAI(
+        api_key="sk-good",
+        base_url=server.base_url,
+        max_retries=3,
+        default_headers={"x-emulator-test-id": "good", "x-emulator-fault": "error=429; retry_after_ms=300; first=2"},
+    )
+    client.chat.completions.create(**BODY)  # type: ignore[call-overload]
+    data = report_of(server, "good")
+    assert data["ok"] is True and data["retries"] == 2 and data["gave_up"] == 0
+    assert data["faults"] == {"error 429": {"seen": 2, "retried": 2, "honored_retry_after": 2}}
+    result = cli("--url", server.url, "--test-id", "good")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "— OK" in result.stdout and "#3 after" in result.stdout
+
+
+def test_a_deliberately_bad_client(server: RunningServer) -> None:
+    headers = {"authorization": "Bearer sk-bad", "x-emulator-test-id": "bad"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        for _ in range(3):  # hammers through a 429 that asked for 2 s
+            sent = client.post(
+                "/v1/chat/completions", json=BODY, headers={"x-emulator-fault": "error=429; retry_after=2"}
+            )
+            assert sent.status_code == 429
+        for _ in range(2):  # and retries a 400
+            client.post("/v1/chat/completions", json={**BODY, "temperature": 7})
+    data = report_of(server, "bad")
+    assert data["ok"] is False
+    first, second = data["chains"]
+    assert first["retried_too_early"] == [2, 3] and first["gave_up"] is True
+    assert second["retried_non_retryable"] == [2] and second["last_outcome"].startswith("400")
+    result = cli("--url", server.url, "--test-id", "bad")
+    assert result.returncode == 1
+    assert "which asked to wait 2000 ms" in result.stdout and "not retryable" in result.stdout
+    as_json = cli("--url", server.url, "--test-id", "bad", "--json")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["problems"] == data["problems"]
+
+
+def test_the_cli_without_a_server() -> None:
+    result = cli("--url", "http://127.0.0.1:9")
+    assert result.returncode == 2 and "cannot get the report" in result.stderr
