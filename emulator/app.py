@@ -68,10 +68,11 @@ class Runtime:
     def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> Runtime:
         if scenarios is None:
             scenarios = load_scenarios(settings.scenarios)
-        locale = merged_settings(scenarios).locale
+        merged = merged_settings(scenarios)
+        locale = merged.locale
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
         engine = ScopedEngine(scenarios, generator=generator, fallback=settings.fallback)
-        profile = PROFILES[settings.profile or DEFAULT_PROFILE]
+        profile = PROFILES[settings.profile or merged.profile or DEFAULT_PROFILE]
         runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters())
         runtime.faults = FaultBook(seed=settings.seed)
         runtime.scenario_status.from_files = len(scenarios)
@@ -79,7 +80,8 @@ class Runtime:
 
     @property
     def context(self) -> Context:
-        return Context(self.profile, self.catalog, frozenset(self.settings.api_keys))
+        keys = frozenset(self.settings.api_keys).union(self.engine.settings.api_keys)
+        return Context(self.profile, self.catalog, keys)
 
     def reset(self, test_id: str | None = None) -> None:
         """Forget sequence counters, the journal, a test's own scenarios and failures (of one test id, or all)."""

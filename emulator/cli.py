@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         choices=sorted(PROFILES),
         default=env_default("profile", defaults.profile),
-        help="which documented gateway to be (default tokenhub)",
+        help="which documented gateway to be (default: the scenarios' settings.profile, else tokenhub)",
     )
 
     serve.add_argument(
@@ -103,7 +103,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     scenarios = args.scenario or [Path(p) for p in split_list(env_default("scenario"), os.pathsep)]
     if args.fallback is not None and args.fallback not in FALLBACKS:
         raise SystemExit(f"tokenhub-emulator: fallback must be one of {', '.join(FALLBACKS)}, got {args.fallback!r}")
-    if args.profile not in PROFILES:
+    if args.profile is not None and args.profile not in PROFILES:
         raise SystemExit(
             f"tokenhub-emulator: profile must be one of {', '.join(sorted(PROFILES))}, got {args.profile!r}"
         )

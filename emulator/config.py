@@ -24,7 +24,8 @@ class Settings:
     log_level: str = "info"
     api_keys: list[str] = field(default_factory=list)  # empty: any non-empty key is accepted
     max_body_bytes: int = 10 * 1024 * 1024
-    profile: str = "tokenhub"  # which documented gateway to be (emulator.profiles.PROFILES)
+    profile: str | None = None  # which documented gateway to be (emulator.profiles.PROFILES); None: the
+    # scenarios' settings.profile, else tokenhub
     fallback: str | None = None  # when no rule matches: generate | error; None lets scenarios decide (else generate)
     control_token: str | None = field(default=None, repr=False)  # required by /_emulator/ beyond loopback
     watch: bool = False  # reload changed scenario files while serving

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from emulator.profiles import PROFILES
 from emulator.scenarios.checks import INVALID, Checker, shown, suggestion
 from emulator.scenarios.matchers import ALWAYS
 from emulator.scenarios.parse_actions import parse_action
@@ -149,7 +150,9 @@ def _parse(text: str, file: str, name: str | None, log: ProblemLog) -> Scenario 
     )
     models = _models(check, get("models"), document.at("models")) if "models" in document else ()
     settings = (
-        _settings(check, get("settings"), document.at("settings"), stem) if "settings" in document else ScenarioSettings()
+        _settings(check, get("settings"), document.at("settings"), stem)
+        if "settings" in document
+        else ScenarioSettings()
     )
     rules = _rules(check, get("rules"), document.at("rules"), file, stem) if "rules" in document else ()
     title = stem if title is INVALID else title
@@ -204,6 +207,10 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
     timing = timing_at(check, data) if "timing" in data else None
     faults = background_faults(check, data, stem) if "faults" in data else ()
     rate_limits = rate_limits_at(check, data) if "rate_limits" in data else None
+    profile = (
+        check.choice(data["profile"], data.at("profile"), "'profile'", tuple(PROFILES)) if "profile" in data else None
+    )
+    api_keys = _api_keys(check, data["api_keys"], data.at("api_keys")) if "api_keys" in data else ()
     return ScenarioSettings(
         fallback=None if fallback is INVALID else fallback,
         locale=None if locale is INVALID else locale,
@@ -211,7 +218,17 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
         timing=None if timing is INVALID else timing,
         faults=() if faults is INVALID else faults,
         rate_limits=None if rate_limits is INVALID else rate_limits,
+        profile=None if profile is INVALID else profile,
+        api_keys=() if api_keys is INVALID else api_keys,
     )
+
+
+def _api_keys(check: Checker, value: Any, pos: Pos) -> Any:
+    items = check.items(value, pos, "'api_keys'")
+    if items is None:
+        return INVALID
+    keys = [check.text(item, items.at(i), "each of 'api_keys'", allow_empty=False) for i, item in enumerate(items)]
+    return INVALID if INVALID in keys else tuple(keys)
 
 
 def _locale(check: Checker, value: Any, pos: Pos) -> Any:

@@ -16,7 +16,7 @@ from emulator.timing import CHUNK_UNITS, JITTER_KINDS, JITTER_PARAMS, TIMING_KEY
 KEYS: dict[str, tuple[str, ...]] = {
     "scenario": ("name", "description", "models", "settings", "rules"),
     "model": ("id", "serves", "reasoning", "owned_by"),
-    "settings": ("fallback", "locale", "sentences", "timing", "faults", "rate_limits"),
+    "settings": ("fallback", "locale", "sentences", "timing", "faults", "rate_limits", "profile", "api_keys"),
     "rule": ("name", "when", "reply", "fail", "sequence", "then", "fault", "timing"),
     "when": (
         "model",
@@ -86,6 +86,8 @@ class ScenarioSettings:
     timing: TimingSpec | None = None
     faults: tuple[FaultRule, ...] = ()  # background faults: every scenario's apply
     rate_limits: RateLimits | None = None
+    profile: str | None = None  # the gateway to be, read when the server starts (a --profile flag wins)
+    api_keys: tuple[str, ...] = ()  # keys accepted; every scenario's and the --api-key flags' together
 
 
 @dataclass(frozen=True)
