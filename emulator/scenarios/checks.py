@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
 from emulator.scenarios.problems import Pos, ProblemLog
 from emulator.scenarios.templates import TemplateError, compile_template
 from emulator.scenarios.yamlpos import YList, YMap
+from emulator.specparse import INVALID, shown, suggestion, words  # one wording for files, headers and JSON
 
-INVALID: Any = object()  # a value that failed its check (the problem is already logged)
-
-
-def shown(value: Any) -> str:
-    """How a YAML value is named in messages: 'text', 12, true, nothing, a mapping, a list."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:59] + "…")
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return str(value)
-
-
-def suggestion(word: Any, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def words(choices: Iterable[str], joiner: str = "or") -> str:
-    items = [str(c) for c in choices]
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
+__all__ = ["INVALID", "Checker", "shown", "suggestion", "words"]
 
 
 class Checker:
