@@ -69,8 +69,8 @@ class ScopedEngine(Engine):
         engine = Engine(
             [*self._overlays[scope], *self.scenarios],
             generator=self.generator,
-            fallback=self._default_fallback,
-            reply_generator=self._reply_generator,
+            fallback=self.fallback_flag,
+            reply_generator=self.reply_generator,
         )
         engine.state = self.state  # counters stay keyed by (scope, rule), shared with the plain engine
         self._overlay_engines[scope] = engine

@@ -109,14 +109,14 @@ class Engine:
             reply_generator = generated_reply
         self.generator = generator
         self.state = State()
-        self._default_fallback = fallback
-        self._reply_generator = reply_generator
+        self.fallback_flag = fallback  # the --fallback flag: wins over every scenario's settings.fallback
+        self.reply_generator = reply_generator  # what answers when no rule matches and the fallback is generate
         self.replace(scenarios)
 
     def replace(self, scenarios: Sequence[Scenario]) -> None:
         """Swap in reloaded scenarios; sequence counters start over."""
         self.scenarios = list(scenarios)
-        self.settings = merged_settings(self.scenarios, self._default_fallback)
+        self.settings = merged_settings(self.scenarios, self.fallback_flag)
         self._rules: list[tuple[Rule, ScenarioSettings]] = [
             (rule, _own_settings(scenario.settings, self.settings))
             for scenario in self.scenarios
@@ -175,7 +175,7 @@ class Engine:
         if self.fallback == "error":
             return Decision(Failure(status=400, message=self._no_match_message(exchange)), self.settings.timing)
         sentences = self.settings.sentences or DEFAULT_SENTENCES
-        return Decision(self._reply_generator(exchange, self.generator, sentences=sentences), self.settings.timing)
+        return Decision(self.reply_generator(exchange, self.generator, sentences=sentences), self.settings.timing)
 
     def explain(self, exchange: Exchange) -> list[RuleMiss]:
         """Every rule that does not match, nearest first: fewest failed conditions, closest text, most held."""
