@@ -41,14 +41,28 @@ def parse_scenario(text: str, file: str = "<string>", name: str | None = None) -
     return scenario
 
 
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
 def load_scenario_file(path: str | Path) -> Scenario:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ScenarioError([Problem(str(path), 1, 1, f"the file is not UTF-8 text ({error.reason})")]) from None
+        if not path.is_file():
+            raise ScenarioError([Problem(str(path), 1, 1, "not a regular file")])
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise ScenarioError([Problem(str(path), 1, 1, f"cannot read the file: {error.strerror or error}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError([Problem(str(path), 1, 1, f"the file is larger than {MAX_FILE_BYTES} bytes")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise ScenarioError(
+            [Problem(str(path), line, column, f"the file is not UTF-8 text ({error.reason})")]
+        ) from None
     return replace(parse_scenario(text, str(path), path.stem), path=path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.exchange import UsageOverride
+from emulator.headers import header_problem
 from emulator.scenarios.actions import (
     Action,
     Attached,
@@ -239,7 +240,11 @@ def _headers(check: Checker, value: Any, pos: Pos) -> Any:
         if not isinstance(name, str) or not name.strip():
             check.error(data.key_at(name), f"a header name must be text, got {shown(name)}")
         elif isinstance(item, str) or (isinstance(item, int | float) and not isinstance(item, bool)):
-            headers.append((name, str(item)))
+            problem = header_problem(name, str(item))
+            if problem is None:
+                headers.append((name, str(item)))
+            else:
+                check.error(data.at(name), problem)
         else:
             check.error(data.at(name), f"header {name!r} must be text or a number, got {shown(item)}")
     return tuple(headers) if len(headers) == len(data) else INVALID

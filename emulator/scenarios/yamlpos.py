@@ -173,7 +173,11 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode) -> Any:
         if node.tag in _TYPED_SCALARS:
-            return self.constructor.construct_object(node)
+            try:
+                return self.constructor.construct_object(node)
+            except (ValueError, KeyError, TypeError, OverflowError):  # `!!int hi`: a tag its value cannot take
+                self.log.add(pos_of(node), f"{node.value!r} cannot be read as {node.tag.rsplit(':', 1)[-1]}")
+                return str(node.value)
         return str(node.value)  # strings, and timestamps/binary kept as the text written
 
     def _mapping(self, node: MappingNode) -> YMap:
