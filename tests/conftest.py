@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,11 +40,12 @@ class RunningServer:
 def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer:
     """Run `tokenhub-emulator serve --port 0 …` and wait for the line that names its URL."""
     command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning", *args]
+    log = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads would block a chatty server
     process = subprocess.Popen(
         command,
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         env={**os.environ, **(env or {})},
     )
@@ -51,8 +53,9 @@ def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer
     line = process.stdout.readline()
     if "listening on" not in line:
         process.kill()
-        _, err = process.communicate(timeout=10)
-        raise RuntimeError(f"server did not start: {line!r} {err}")
+        process.wait(timeout=10)
+        log.seek(0)
+        raise RuntimeError(f"server did not start: {line!r} {log.read()}")
     return RunningServer(process, line.rsplit(" ", 1)[-1].strip())
 
 
