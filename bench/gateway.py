@@ -7,6 +7,8 @@ Measures, each beside bare Starlette + uvicorn serving the same bytes (bench/bar
   - streaming with no delay: chunks/s;
 and for the emulator alone:
   - server RSS with 1,000 and 10,000 concurrent open streams;
+  - 1,000 concurrent streams of 100 chunks at 20 ms: streams that failed, p99 lateness, peak server RSS
+    (the client of bench/stream_timing.py, in its own process);
   - matching cost: p50 latency with 10, 1,000 and 10,000 rules loaded;
   - start-up time to the first answered request.
 """
@@ -215,6 +217,36 @@ async def _hold_and_measure(host: str, port: int, count: int, pid: int) -> tuple
     return opened, held
 
 
+def paced_streams(streams: int = 1_000, tokens: int = 100, delay_ms: float = 20.0) -> tuple[str, str, str, str]:
+    """`streams` streams of `tokens` chunks, one every `delay_ms` (the first after as long), requests spread over
+    1 s; bench/stream_timing.py's client counts the streams that did not arrive whole and how late chunks were."""
+    import stream_timing
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "paced.yaml"
+        path.write_text(stream_timing.scenario(tokens))
+        process, url = start_emulator(path)
+        command = [sys.executable, str(ROOT / "bench" / "stream_timing.py"), "--url", url, "--streams", str(streams)]
+        command += ["--tokens", str(tokens), "--ttft-ms", f"{delay_ms:g}", "--chunk-delay-ms", f"{delay_ms:g}"]
+        client = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        peak = 0.0
+        while client.poll() is None:
+            peak = max(peak, rss_mb(process.pid))
+            time.sleep(0.05)
+        stop(process)
+        assert client.stdout is not None
+        lines = [line for line in client.stdout.read().splitlines() if line.startswith("{")]
+    if client.returncode or not lines:
+        return (f"{streams:,} streams x {tokens} chunks at {delay_ms:g} ms", "client failed", "", "")
+    result = json.loads(lines[-1])
+    return (
+        f"{streams:,} streams x {tokens} chunks at {delay_ms:g} ms: failed streams / p99 late / peak RSS",
+        f"{result['incomplete_streams']} / {result['p99_ms']:.1f} ms / {peak:.0f} MB",
+        "",
+        f"{result['events']:,} chunks",
+    )
+
+
 def matching(seconds: int) -> list[tuple[str, str, str, str]]:
     rows, base = [], None
     with tempfile.TemporaryDirectory() as folder:
@@ -287,6 +319,7 @@ def main() -> int:
             stop(bare)
             stop(process)
         rows += memory(scenario, tuple(int(n) for n in args.streams.split(",")))
+        rows.append(paced_streams())
         rows += matching(args.seconds)
         rows.append(startup(scenario))
 

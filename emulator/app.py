@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -20,9 +19,10 @@ from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure
 from emulator.fault_effects import break_stream, error_failure, event_failure, transport_fault
 from emulator.faults import FaultBook, FaultRule, Who
+from emulator.front import Endpoint, Front
 from emulator.generate import Generator
-from emulator.http import GatewayMiddleware, bearer_key, json_response, read_json
-from emulator.journal import CONTROL_PREFIX, Entry, Journal, JournalMiddleware, current_entry, elapsed_ms
+from emulator.http import bearer_key, json_response, json_text_response, read_json
+from emulator.journal import CONTROL_PREFIX, Entry, Journal, current_entry, elapsed_ms
 from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
 from emulator.protocols.anthropic_messages import MessagesAdapter
 from emulator.protocols.base import Adapter, Context
@@ -34,7 +34,6 @@ from emulator.scenarios.engine import decision_of
 from emulator.scoped_engine import ScopedEngine
 from emulator.shaping import Shaped, shape
 from emulator.streaming import SSE_HEADERS, Delivery, encode
-from emulator.test_scope import TestScopeMiddleware
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
 
@@ -63,6 +62,7 @@ class Runtime:
     scenario_status: ScenarioStatus = field(default_factory=ScenarioStatus)
     faults: FaultBook = field(default_factory=FaultBook)  # run-time faults, counters, what was injected
     _limiter: Limiter | None = field(default=None, repr=False)
+    _context: tuple[Any, Context] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, scenarios: list[Scenario] | None = None) -> Runtime:
@@ -80,8 +80,13 @@ class Runtime:
 
     @property
     def context(self) -> Context:
-        keys = frozenset(self.settings.api_keys).union(self.engine.settings.api_keys)
-        return Context(self.profile, self.catalog, keys)
+        """What adapters consult; made again only when the profile, the catalog or the accepted keys change."""
+        made_of = (self.profile, self.catalog, self.engine.settings.api_keys, tuple(self.settings.api_keys))
+        cached = self._context
+        if cached is None or cached[0] != made_of:
+            keys = frozenset(self.settings.api_keys).union(self.engine.settings.api_keys)
+            cached = self._context = (made_of, Context(self.profile, self.catalog, keys))
+        return cached[1]
 
     def reset(self, test_id: str | None = None) -> None:
         """Forget sequence counters, the journal, a test's own scenarios and failures (of one test id, or all)."""
@@ -161,48 +166,63 @@ def error_response(runtime: Runtime, adapter: Adapter, failure: Failure, entry: 
 
 
 def create_endpoint(adapter: Adapter):
-    """The one pipeline: auth → body → parse (and the x-emulator-* headers) → rate limits → faults →
-    scenario engine → shape → JSON or SSE, delivered on the request's timing plan."""
+    """The Starlette endpoint of `adapter`'s create route (the front calls `protocol_endpoint`'s directly)."""
 
-    async def endpoint(request: Request) -> ASGIApp:  # a Response, or a Delivery on the timing plan
-        runtime = _runtime(request)
-        context = runtime.context
-        entry = current_entry(request.scope)
-        try:
-            key = adapter.authenticate(request, context)
-            body = await read_json(request, runtime.settings.max_body_bytes)
-            if entry is not None:
-                entry.body = body
-            exchange, options = adapter.parse(body, request, key, context)
-            asked_timing = timing_from_headers(exchange.headers)
-            asked_fault = runtime.faults.from_header(exchange.headers)
-        except ApiError as exc:
-            if entry is not None:
-                entry.action = "rejected"
-            return error_response(runtime, adapter, exc.failure, entry)
-        if entry is not None:
-            entry.model, entry.stream = exchange.model, exchange.stream
-        call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault)
-        limiter = runtime.limiter()
-        if limiter is None:
-            return call.answer()
-        prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
-        admission = limiter.admit(exchange, prompt, adapter.protocol)
-        if admission.refusal is not None:
-            call.note("rate_limited", f"rate limit ({admission.reason})")
-            return error_response(runtime, adapter, admission.refusal, entry)
-        call.limits = (limiter, admission)
-        try:
-            response = call.answer()
-        except BaseException:
-            limiter.release(admission)
-            raise
-        return _Finally(response, lambda: limiter.release(admission))
+    async def endpoint(request: Request) -> ASGIApp:
+        return await answer(_runtime(request), adapter, request, current_entry(request.scope))
 
     return endpoint
 
 
-@dataclass
+def protocol_endpoint(runtime: Runtime, adapter: Adapter) -> Endpoint:
+    """What the front calls for a POST to `adapter`'s path: the request and its journal entry → the response."""
+
+    def endpoint(request: Request, entry: Entry | None) -> Awaitable[ASGIApp]:
+        return answer(runtime, adapter, request, entry)
+
+    return endpoint
+
+
+async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: Entry | None) -> ASGIApp:
+    """The one pipeline: auth → body → parse (and the x-emulator-* headers) → rate limits → faults →
+    scenario engine → shape → JSON or SSE, delivered on the request's timing plan.
+
+    Returns a Response, or a Delivery on the timing plan.
+    """
+    context = runtime.context
+    try:
+        key = adapter.authenticate(request, context)
+        body = await read_json(request, runtime.settings.max_body_bytes)
+        if entry is not None:
+            entry.body = body
+        exchange, options = adapter.parse(body, request, key, context)
+        asked_timing = timing_from_headers(exchange.headers)
+        asked_fault = runtime.faults.from_header(exchange.headers)
+    except ApiError as exc:
+        if entry is not None:
+            entry.action = "rejected"
+        return error_response(runtime, adapter, exc.failure, entry)
+    if entry is not None:
+        entry.model, entry.stream = exchange.model, exchange.stream
+    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault)
+    limiter = runtime.limiter()
+    if limiter is None:
+        return call.answer()
+    prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
+    admission = limiter.admit(exchange, prompt, adapter.protocol)
+    if admission.refusal is not None:
+        call.note("rate_limited", f"rate limit ({admission.reason})")
+        return error_response(runtime, adapter, admission.refusal, entry)
+    call.limits = (limiter, admission)
+    try:
+        response = call.answer()
+    except BaseException:
+        limiter.release(admission)
+        raise
+    return _Finally(response, lambda: limiter.release(admission))
+
+
+@dataclass(slots=True)
 class Call:
     """One parsed request on its way to an answer: faults first, then the engine, then the timing plan."""
 
@@ -228,17 +248,20 @@ class Call:
 
     def answer(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
-        who = Who.of(exchange)
-        fault = runtime.faults.before_reply(self.asked_fault, who, runtime.engine.settings.faults)
-        if fault is not None and not fault.fault.spec.needs_reply:
-            return self.fault_response(fault)
+        faults, background = runtime.faults, runtime.engine.settings.faults
+        fault = who = None
+        if self.asked_fault is not None or faults.runtime or background:  # else there is nothing to count or draw
+            who = Who.of(exchange)
+            fault = faults.before_reply(self.asked_fault, who, background)
+            if fault is not None and not fault.fault.spec.needs_reply:
+                return self.fault_response(fault)
         outcome = runtime.engine.respond(exchange)
         decision = decision_of(outcome)
         if entry is not None:
             entry.rule = outcome.rule
             entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
         if fault is None and decision.fault is not None:
-            fault = runtime.faults.pick([decision.fault], who)
+            fault = faults.pick([decision.fault], who or Who.of(exchange))
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
         if isinstance(outcome, Failure):  # only a latency applies to an error; the other faults break replies
@@ -246,7 +269,7 @@ class Call:
         if fault is not None:
             self.note("fault", fault.fault.label)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
-        plan = timing.plan(lambda: seed_material(runtime.settings.seed, who.test_id, exchange.body))
+        plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
         shaped = shape(outcome, exchange)
         if plan.chunk is not None:
             shaped.chunker = plan.chunk.split
@@ -260,12 +283,16 @@ class Call:
 
     def stream_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
         adapter, context = self.adapter, self.runtime.context
-        schedule = plan.schedule(adapter.events(shaped, self.exchange, self.options))
+        events = adapter.events(shaped, self.exchange, self.options)
         if fault is not None and fault.fault.spec.applies == "stream":
             failure = event_failure(fault.fault, adapter.protocol)
-            parts, ending = break_stream(fault.fault, schedule, lambda: adapter.error_event(failure, context))
+            parts, ending = break_stream(
+                fault.fault, plan.schedule(events), lambda: adapter.error_event(failure, context)
+            )
+        elif plan.instant:  # every event at once: no schedule to work out
+            parts, ending = ((encode(event), 0.0) for event in events), "complete"
         else:
-            parts, ending = ((encode(event), at) for event, at in schedule), "complete"
+            parts, ending = ((encode(event), at) for event, at in plan.schedule(events)), "complete"
         return Delivery(
             200,
             {**SSE_HEADERS, **headers},
@@ -278,7 +305,7 @@ class Call:
         )
 
     def json_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
-        response = json_response(self.adapter.render(shaped, self.exchange, self.options), headers=headers)
+        response = json_text_response(self.adapter.render_json(shaped, self.exchange, self.options), headers=headers)
         delay = _latency_s(fault)
         if fault is not None and fault.fault.kind == "truncate":
             size = len(response.body)
@@ -399,14 +426,14 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
         failure = Failure(status=500, message="Engine internal error: the emulator failed unexpectedly.")
         return error_response(runtime, runtime.adapter_for(scope.get("path", "")), failure)
 
-    app = Starlette(
+    paths = runtime.profile.paths
+    app = Front(
         routes=routes_for(runtime),
-        middleware=[
-            Middleware(TestScopeMiddleware),
-            Middleware(GatewayMiddleware, on_crash=crash_response),
-            Middleware(JournalMiddleware, journal=runtime.journal, protocol_for=runtime.protocol_for),
-        ],
         exception_handlers={ApiError: api_error, HTTPException: http_error},
+        journal=runtime.journal,
+        protocol_for=runtime.protocol_for,
+        on_crash=crash_response,
+        endpoints={paths[a.protocol]: protocol_endpoint(runtime, a) for a in reversed(runtime.adapters)},
     )
     app.state.runtime = runtime
     return app

@@ -16,7 +16,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from emulator import __version__, control_journal, control_openapi, control_scenarios
-from emulator.control_http import ControlError, control_endpoint, float_param, int_param, test_id_of
+from emulator.control_http import (
+    ControlError,
+    by_method,
+    control_endpoint,
+    float_param,
+    header_problem,
+    int_param,
+    test_id_of,
+)
 from emulator.exchange import Failure
 from emulator.http import json_response
 from emulator.scenarios.actions import default_message
@@ -24,6 +32,9 @@ from emulator.scenarios.actions import default_message
 STARTED = time.time()
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
 MAX_FAIL_NEXT = 10_000
+LOAD_KEYS = frozenset({"yaml", "path", "name", "file", "replace"})
+FAIL_NEXT_KEYS = frozenset({"count", "status", "message", "type", "code", "param", "headers"})
+PROTOCOLS = ("chat", "responses", "messages")
 
 
 def _runtime(request: Request) -> Any:
@@ -101,7 +112,16 @@ async def _load_request(request: Request) -> dict[str, Any]:
     if media_type in YAML_TYPES or (not media_type and raw):
         options["yaml"] = _text(raw)
     elif media_type == "application/json":
-        options.update(_json_object(raw))
+        body = _json_object(raw)
+        for key in ("yaml", "path", "name", "file"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise ControlError(400, f"'{key}' must be a string.", code="invalid_parameter", param=key)
+        unknown = sorted(set(body) - LOAD_KEYS)
+        if unknown:
+            raise ControlError(
+                400, f"Unknown key {unknown[0]!r}: expected {', '.join(sorted(LOAD_KEYS))}.", code="invalid_parameter"
+            )
+        options.update({k: v for k, v in body.items() if v is not None})
         if not isinstance(options.get("yaml"), str) and not isinstance(options.get("path"), str):
             raise ControlError(
                 400,
@@ -131,7 +151,7 @@ def _text(raw: bytes) -> str:
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deeply, a 5,000-digit number
         raise ControlError(400, f"The body is not valid JSON: {error}.", code="invalid_json") from None
     if not isinstance(value, dict):
         raise ControlError(400, "The JSON body must be an object.", code="invalid_request")
@@ -180,6 +200,14 @@ async def fail_next(request: Request) -> Response:
     runtime = _runtime(request)
     test_id = test_id_of(request) or ""
     spec = _json_object(await request.body())
+    unknown = sorted(set(spec) - FAIL_NEXT_KEYS)
+    if unknown:
+        raise ControlError(
+            400,
+            f"Unknown key {unknown[0]!r}: expected {', '.join(sorted(FAIL_NEXT_KEYS))}.",
+            code="invalid_parameter",
+            param=unknown[0],
+        )
     count = spec.get("count", 1)
     status = spec.get("status", 429)
     if not _int_between(count, 1, MAX_FAIL_NEXT):
@@ -196,6 +224,10 @@ async def fail_next(request: Request) -> Response:
         raise ControlError(
             400, "'message', 'type', 'code', 'param' are strings; 'headers' an object.", code="invalid_parameter"
         )
+    headers = {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in headers.items()}
+    problem = next((p for p in (header_problem(k, v) for k, v in headers.items()) if p), None)
+    if problem is not None:
+        raise ControlError(400, f"'headers': {problem}.", code="invalid_parameter", param="headers")
     failure = Failure(
         status=status,
         message=texts["message"] or default_message(status),
@@ -220,13 +252,21 @@ def _int_between(value: Any, low: int, high: int) -> bool:
 async def list_journal(request: Request) -> Response:
     runtime = _runtime(request)
     query = request.query_params
+    protocol = query.get("protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ControlError(
+            400,
+            f"'protocol' must be one of {', '.join(PROTOCOLS)}, got {protocol!r}.",
+            code="invalid_parameter",
+            param="protocol",
+        )
     entries = control_journal.select(
         runtime,
         test_id=test_id_of(request),
         path=query.get("path") or None,
         status=int_param(request, "status", low=100, high=599),
         rule=query.get("rule") or None,
-        protocol=query.get("protocol") or None,
+        protocol=protocol,
         since=float_param(request, "since"),
         limit=int_param(request, "limit", low=1, high=1_000_000),
     )
@@ -256,13 +296,14 @@ def routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/scenarios", list_scenarios, methods=["GET"]),
-        Route("/scenarios", load_scenarios, methods=["POST"]),
-        Route("/scenarios", remove_all_scenarios, methods=["DELETE"]),
+        Route(
+            "/scenarios",
+            by_method(GET=list_scenarios, POST=load_scenarios, DELETE=remove_all_scenarios),
+            methods=["GET", "POST", "DELETE"],
+        ),
         Route("/scenarios/{name:path}", remove_scenario, methods=["DELETE"]),
         Route("/reset", reset, methods=["POST"]),
         Route("/fail_next", fail_next, methods=["POST"]),
-        Route("/journal", list_journal, methods=["GET"]),
-        Route("/journal", clear_journal, methods=["DELETE"]),
+        Route("/journal", by_method(GET=list_journal, DELETE=clear_journal), methods=["GET", "DELETE"]),
         Route("/journal/{entry_id}", journal_entry, methods=["GET"]),
     ]

@@ -6,6 +6,7 @@ import functools
 import hmac
 import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -109,9 +110,35 @@ def control_endpoint(guarded: bool = True) -> Callable[[Handler], Handler]:
     return wrap
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def header_problem(name: Any, value: Any) -> str | None:
+    """Why (name, value) cannot be sent as an HTTP header, or None: a token name, a latin-1 value on one line."""
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        return f"header name {name!r} is not a valid HTTP header name"
+    if not isinstance(value, str):
+        return f"header {name!r} must have a string value, got {type(value).__name__}"
+    if any(c in value for c in "\r\n\0") or not all(ord(c) < 256 for c in value):
+        return f"header {name!r} has a value that cannot be sent (line breaks, NUL or characters beyond latin-1)"
+    return None
+
+
+def by_method(**handlers: Handler) -> Handler:
+    """One endpoint for every method a control path serves, so that a 405 lists them all in its `allow` header.
+
+    (One Starlette route per method would answer a wrong method with only the first route's methods.)
+    """
+
+    async def endpoint(request: Request) -> Response:
+        return await handlers[request.method if request.method in handlers else "GET"](request)  # HEAD: as GET
+
+    return endpoint
+
+
 def int_param(request: Request, name: str, *, low: int | None = None, high: int | None = None) -> int | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         value = int(raw)
@@ -128,7 +155,7 @@ def int_param(request: Request, name: str, *, low: int | None = None, high: int 
 
 def float_param(request: Request, name: str) -> float | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         return float(raw)

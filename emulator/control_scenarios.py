@@ -31,6 +31,8 @@ def parse_body(text: str, name: str | None, file: str | None = None) -> Scenario
         scenario = parse_scenario(text, file or label, label)
     except ScenarioError as error:
         raise invalid(error.problems) from None
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # a loader slip: not a 500
+        raise invalid([Problem(file or label, 1, 1, f"the scenario could not be read: {error}")]) from None
     return replace(scenario, name=name) if name else scenario
 
 
@@ -40,6 +42,8 @@ def load_path(path: str) -> list[Scenario]:
         return load_scenarios([Path(path)])
     except ScenarioError as error:
         raise invalid(error.problems) from None
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # a loader slip: not a 500
+        raise invalid([Problem(path, 1, 1, f"the scenario could not be read: {error}")]) from None
 
 
 def invalid(problems: list[Problem]) -> ControlError:

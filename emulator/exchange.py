@@ -6,13 +6,34 @@ the scenario engine only ever sees these types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 Protocol = Literal["chat", "responses", "messages"]
+
+
+class cached:  # noqa: N801 - used as a decorator, like functools.cached_property
+    """`functools.cached_property` without its lock: Python 3.11 takes a lock on each first read, and every
+    request reads a few of these views once. Computed on first read and kept as an instance attribute (set with
+    object.__setattr__, so frozen dataclasses can use it too, and without touching `__dict__`, which would make
+    every later attribute read of the instance slower)."""
+
+    def __init__(self, compute: Callable[[Any], Any]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.compute(instance)
+        object.__setattr__(instance, self.name, value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -91,22 +112,22 @@ class Exchange:
     body: Mapping[str, Any] = field(default_factory=dict)  # the request body as parsed JSON
     api_key: str = ""
 
-    @cached_property
+    @cached
     def system(self) -> str:
         return "\n".join(m.text for m in self.messages if m.role == "system")
 
-    @cached_property
+    @cached
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
             if message.role == "user":
                 return message.text
         return ""
 
-    @cached_property
+    @cached
     def tool_results(self) -> list[ToolResult]:
         return [m.tool_result for m in self.messages if m.tool_result is not None]
 
-    @cached_property
+    @cached
     def turn(self) -> int:
         """1 for the first user message, 2 after one assistant answer and a new user message, …"""
         return sum(1 for m in self.messages if m.role == "user")

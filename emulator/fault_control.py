@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from emulator import resilience
-from emulator.control_http import ControlError, control_endpoint, test_id_of
+from emulator.control_http import ControlError, by_method, control_endpoint, test_id_of
 from emulator.faults import parse_fault_json
 from emulator.http import json_response
 
@@ -44,7 +44,7 @@ async def add_fault(request: Request) -> Response:
         raise ControlError(413, f"The fault is larger than {MAX_FAULT_BODY} bytes.", code="request_too_large")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deeply, a 5,000-digit number
         raise ControlError(400, f"The body is not valid JSON: {error}.", code="invalid_json") from None
     rule, problems = parse_fault_json(body, fault_id=runtime.faults.new_id())
     if rule is None:
@@ -157,9 +157,11 @@ def openapi_paths() -> dict[str, Any]:
 
 def routes() -> list[BaseRoute]:
     return [
-        Route("/faults", list_faults, methods=["GET"]),
-        Route("/faults", add_fault, methods=["POST"]),
-        Route("/faults", clear_faults, methods=["DELETE"]),
+        Route(
+            "/faults",
+            by_method(GET=list_faults, POST=add_fault, DELETE=clear_faults),
+            methods=["GET", "POST", "DELETE"],
+        ),
         Route("/faults/{fault_id}", remove_fault, methods=["DELETE"]),
         Route("/report", resilience_report, methods=["GET"]),
     ]

@@ -58,6 +58,7 @@ FAULT_KEYS = FAULT_KINDS + FAULT_OPTIONS + FAULT_PATTERNS
 FAULT_HEADER = "x-emulator-fault"
 TEST_ID_HEADER = "x-emulator-test-id"
 INJECTED_KEPT = 20_000  # the journal keeps 10,000 entries
+MAX_SLOTS = 4096  # (fault, test id) counters and draws kept (~3 KB each); the least recently used go first
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,9 @@ class Pattern:
             return False
         return self.test_id is None or who.test_id == self.test_id
 
-    def fires(self, count: int, rng: random.Random, elapsed: float) -> bool:
-        """`count` is how many admitted calls came before this one."""
-        hit = self.probability is None or rng.random() < self.probability  # drawn every call: draws stay aligned
+    def fires(self, count: int, rng: random.Random | None, elapsed: float) -> bool:
+        """`count` is how many admitted calls came before this one; `rng` is needed when there is a probability."""
+        hit = self.probability is None or (rng is not None and rng.random() < self.probability)  # drawn every call
         if self.first is not None and count >= self.first:
             hit = False
         if self.every is not None and (count + 1) % self.every:
@@ -383,13 +384,19 @@ class FaultBook:
                 if rule is None or not rule.applies_to(who):
                     continue
                 slot = (rule.id, who.test_id)
-                count = self._counts.get(slot, 0)
+                count = self._counts.pop(slot, 0)  # popped and put back: the least recently used come first
                 self._counts[slot] = count + 1
-                rng = self._rngs.get(slot)
-                if rng is None:
-                    rng = self._rngs[slot] = random.Random(f"{self.seed}|{rule.id}|{who.test_id}")
+                rng = self._rngs.pop(slot, None)
+                if rng is None and rule.pattern.probability is not None:  # ~3 KB each: only when a draw is needed
+                    rng = random.Random(f"{self.seed}|{rule.id}|{who.test_id}")
+                if rng is not None:
+                    self._rngs[slot] = rng
                 if rule.pattern.fires(count, rng, elapsed) and chosen is None:
                     chosen = rule
+            while len(self._counts) > MAX_SLOTS:  # test ids and header texts without end: forget the oldest
+                oldest = next(iter(self._counts))
+                del self._counts[oldest]
+                self._rngs.pop(oldest, None)
         return chosen
 
     def before_reply(

@@ -1,62 +1,72 @@
-"""HTTP plumbing shared by the protocol routes: request ids, body reading, auth, error responses."""
+"""HTTP plumbing shared by the protocol routes: body reading, auth, JSON responses."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import ApiError
 
-REQUEST_ID_HEADERS = ("x-request-id", "request-id")  # OpenAI's SDK reads the first, Anthropic's the second
-log = logging.getLogger("tokenhub_emulator")
-
-
-class GatewayMiddleware:
-    """Gives every response, errors included, a request id header, and turns a crash into a 500 in the envelope.
-
-    `on_crash` builds that 500; the exception is logged, never sent to the client.
-    """
-
-    def __init__(self, app: ASGIApp, on_crash: Callable[[Scope], Response]) -> None:
-        self.app = app
-        self.on_crash = on_crash
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = f"req_{uuid.uuid4().hex}"
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                ids = [(name.encode(), request_id.encode()) for name in REQUEST_ID_HEADERS]
-                message["headers"] = [*message.get("headers", []), *ids]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unexpected error while answering %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                await self.on_crash(scope)(scope, receive, send_with_id)
-
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(body, status_code=status, headers=dict(headers or {}), media_type="application/json")
+    return json_text_response(dumps(payload), status, headers)
+
+
+def json_text_response(text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A response with `text` (JSON already written) as its body."""
+    body = text.encode()
+    if headers or status < 200 or status in (204, 304):
+        return Response(body, status_code=status, headers=dict(headers or {}), media_type="application/json")
+    return JsonBody(body, status)
+
+
+class JsonBody(Response):
+    """A JSON body with no headers of its own: the same response Starlette's `Response` builds (the same headers
+    in the same order), without working them out for each one."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        size = len(body)
+        length = _LENGTHS.get(size)
+        if length is None:
+            length = (b"content-length", b"%d" % size)
+            if len(_LENGTHS) < LENGTHS_KEPT:
+                _LENGTHS[size] = length
+        self.raw_headers = [length, (b"content-type", b"application/json")]
+
+
+LENGTHS_KEPT = 4096
+_LENGTHS: dict[int, tuple[bytes, bytes]] = {}  # the content-length header of each body size seen: the journal holds
+# 10,000 responses' headers, as shared tuples rather than copies
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_c_encode = (
+    json.encoder.c_make_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
+def dumps(payload: Any) -> str:
+    """`json.dumps(payload, ensure_ascii=False, separators=(",", ":"))`, with the encoder made once.
+
+    (No check for circular references: a circular payload is a bug that fails with RecursionError instead.)
+    """
+    if _c_encode is None or isinstance(payload, str):
+        return _ENCODER.encode(payload)
+    return "".join(_c_encode(payload, 0))
 
 
 def bearer_key(request: Request, allowed: frozenset[str]) -> str:
@@ -83,20 +93,26 @@ def mask_key(key: str) -> str:
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The body as JSON; 415 unless it says it is JSON, 413 past `max_bytes`, 400 when it does not parse."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type if content_type == "application/json" else content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         shown = media_type or "none"
         raise ApiError(415, f"Unsupported Content-Type {shown!r}: the request body must be application/json.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _too_large(max_bytes)
+    body = await read_body(request, max_bytes)
     try:
-        value = json.loads(body)
+        if len(body) >= 4 and body[0] == 0x7B and body[1]:  # "{" then not NUL: what json.loads reads as UTF-8
+            text = body.decode("utf-8", "surrogatepass")  # json.loads, minus its checks on the way:
+            try:
+                value, end = _scan(text, 0)  # the object that starts at 0
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                value = _decode(text)  # trailing whitespace, or the error json.loads raises
+        else:
+            value = json.loads(body)
     except UnicodeDecodeError:
         raise ApiError.invalid("The request body is not valid UTF-8.") from None
     except json.JSONDecodeError as exc:
@@ -108,6 +124,44 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if _SURROGATE_ESCAPE.search(body):
         _reject_unpaired_surrogates(value)
     return value
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes | bytearray:
+    """The whole body, as `request.stream()` would give it (ClientDisconnect if the client leaves), read from
+    `receive` directly: a body in one message is not copied. 413 past `max_bytes`."""
+    if hasattr(request, "_body") or request._stream_consumed:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise _too_large(max_bytes)
+        return body
+    receive = request.receive
+    body: bytes | bytearray = b""
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                if not body:
+                    body = chunk
+                else:
+                    if type(body) is not bytearray:
+                        body = bytearray(body)
+                    body += chunk
+                if len(body) > max_bytes:
+                    raise _too_large(max_bytes)
+            if not message.get("more_body", False):
+                request._stream_consumed = True
+                return body
+        elif kind == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+
+
+_DECODER = json.JSONDecoder()  # what json.loads uses with no options
+_decode, _scan = _DECODER.decode, _DECODER.scan_once
 
 
 # A `\uD800`–`\uDFFF` escape: JSON allows it, but alone (not as half of a pair) it is no character and

@@ -169,6 +169,9 @@ class Admission:
     reason: str | None = None  # requests | tokens | concurrency
 
 
+MAX_BUCKETS = 10_000  # buckets of one kind kept before the full ones are forgotten
+
+
 class Limiter:
     def __init__(self, limits: RateLimits, clock: Any = time.monotonic) -> None:
         self.limits = limits
@@ -177,6 +180,7 @@ class Limiter:
         self._tokens: dict[tuple[str, ...], Bucket] = {}
         self._open: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
+        self._sweep_at = MAX_BUCKETS
 
     def _key(self, exchange: Exchange) -> tuple[str, ...]:
         return tuple(exchange.api_key if d == "key" else exchange.model for d in self.limits.per)
@@ -184,6 +188,8 @@ class Limiter:
     def _buckets(self, key: tuple[str, ...], now: float) -> tuple[Bucket | None, Bucket | None]:
         limits = self.limits
         requests = tokens = None
+        if max(len(self._requests), len(self._tokens)) >= self._sweep_at and key not in self._requests:
+            self._sweep(now)
         if limits.requests is not None:
             requests = self._requests.setdefault(key, Bucket(limits.requests, limits.requests / limits.window_s))
             requests.refill(now)
@@ -191,6 +197,16 @@ class Limiter:
             tokens = self._tokens.setdefault(key, Bucket(limits.tokens, limits.tokens / limits.window_s))
             tokens.refill(now)
         return requests, tokens
+
+    def _sweep(self, now: float) -> None:
+        """Forget the buckets that have refilled (a new one would be the same): endless API keys, bounded memory."""
+        for buckets in (self._requests, self._tokens):
+            full = [
+                k for k, b in buckets.items() if k not in self._open and b.level + (now - b.updated) * b.rate >= b.limit
+            ]
+            for key in full:
+                del buckets[key]
+        self._sweep_at = max(MAX_BUCKETS, 2 * max(len(self._requests), len(self._tokens)))
 
     def admit(self, exchange: Exchange, prompt_tokens: int, protocol: str) -> Admission:
         key = self._key(exchange)

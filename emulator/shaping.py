@@ -7,7 +7,7 @@ then content, then tool-call arguments, truncating where it runs out (finish rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from emulator.exchange import Choice, Exchange, Reply, ToolCall
 from emulator.tokens import count_messages, count_text, split_tokens, truncate_to_tokens
@@ -94,33 +94,48 @@ def shape_choice(choice: Choice, exchange: Exchange) -> Choice:
             reason = "tool_calls"
         else:
             reason = "stop"
-        choice = replace(choice, finish_reason=reason)
+        choice = _finished(choice, reason)
     return choice
 
 
+def _finished(choice: Choice, reason: str) -> Choice:
+    """`replace(choice, finish_reason=reason)`, without dataclasses.replace's cost per field."""
+    if type(choice) is not Choice:
+        return replace(choice, finish_reason=reason)
+    return Choice(choice.content, choice.reasoning, choice.tool_calls, choice.refusal, reason)
+
+
+_CHOICE_FIELDS = [f.name for f in fields(Choice)]
+assert _CHOICE_FIELDS == ["content", "reasoning", "tool_calls", "refusal", "finish_reason"], "update _finished"
+
+
 def completion_tokens(choice: Choice) -> int:
-    return (
-        count_text(choice.reasoning or "")
-        + count_text(choice.content or "")
-        + count_text(choice.refusal or "")
-        + sum(_tool_call_tokens(c) for c in choice.tool_calls)
-    )
+    total = 0
+    for text in (choice.reasoning, choice.content, choice.refusal):
+        if text:
+            total += count_text(text)
+    for call in choice.tool_calls:
+        total += _tool_call_tokens(call)
+    return total
 
 
 def shape(reply: Reply, exchange: Exchange) -> Shaped:
     choices = [shape_choice(c, exchange) for c in reply.choices]
     pinned = reply.usage
-    prompt = (
-        pinned.prompt_tokens if pinned.prompt_tokens is not None else count_messages(exchange.messages, exchange.tools)
-    )
-    completion = (
-        pinned.completion_tokens if pinned.completion_tokens is not None else sum(completion_tokens(c) for c in choices)
-    )
-    reasoning = (
-        pinned.reasoning_tokens
-        if pinned.reasoning_tokens is not None
-        else sum(count_text(c.reasoning or "") for c in choices)
-    )
+    prompt = pinned.prompt_tokens
+    if prompt is None:
+        prompt = count_messages(exchange.messages, exchange.tools)
+    completion = pinned.completion_tokens
+    if completion is None:
+        completion = 0
+        for choice in choices:
+            completion += completion_tokens(choice)
+    reasoning = pinned.reasoning_tokens
+    if reasoning is None:
+        reasoning = 0
+        for choice in choices:
+            if choice.reasoning:
+                reasoning += count_text(choice.reasoning)
     usage = Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -128,5 +143,6 @@ def shape(reply: Reply, exchange: Exchange) -> Shaped:
         cached_tokens=pinned.cached_tokens or 0,
         reasoning_tokens=reasoning,
     )
-    stop_sequences = [first_stop(c.content, exchange.stop) for c in reply.choices]
+    stops = exchange.stop
+    stop_sequences = [first_stop(c.content, stops) for c in reply.choices] if stops else [None] * len(reply.choices)
     return Shaped(choices=choices, usage=usage, stop_sequences=stop_sequences)

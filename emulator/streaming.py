@@ -36,6 +36,7 @@ CLOSE_GRACE_S = 2.0  # how long to wait for the server to notice a connection we
 EARLY_S = 0.001  # a part due within this is written now (loop timers have millisecond resolution)
 MAX_BUFFERED = 1 << 20  # a client this far behind is waited for, as the server's own flow control would
 BACKLOG_RETRY_S = 0.005
+WRITE_AT = 64 * 1024  # parts due at once are written together, this many bytes at most per write
 
 
 @dataclass(frozen=True)
@@ -190,29 +191,44 @@ class _Pump:
         return self.pending is None and not self.transport.is_closing()
 
     def step(self) -> None:
+        """Write every part that is due, as one write (a stream with no delays is written in a few writes, not
+        one per event); then wait for the next part's deadline, or for a client that fell behind."""
         self.handle = None
+        transport, on_write = self.transport, self.on_write
+        due_now: list[bytes] = []  # parts due, framed, not yet handed to the transport
+        size = 0
         try:
-            while not self.transport.is_closing():
+            while not transport.is_closing():
                 if self.pending is None:
                     self.pending = next(self.parts, None)
                     if self.pending is None:
                         break
                 body, offset = self.pending
-                due = self.start + offset
-                if due > self.loop.time() + EARLY_S:
-                    self.handle = self.loop.call_at(due, self.step)
+                if offset:
+                    due = self.start + offset
+                    if due > self.loop.time() + EARLY_S:
+                        self.handle = self.loop.call_at(due, self.step)
+                        return
+                if size and size >= WRITE_AT or transport.get_write_buffer_size() + size > MAX_BUFFERED:
+                    if size:
+                        self.handle = self.loop.call_soon(self.step)  # write what is due, then carry on
+                    else:
+                        self.handle = self.loop.call_later(BACKLOG_RETRY_S, self.step)
                     return
-                if self.transport.get_write_buffer_size() > MAX_BUFFERED:
-                    self.handle = self.loop.call_later(BACKLOG_RETRY_S, self.step)
-                    return
-                self.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+                framed = b"%x\r\n%b\r\n" % (len(body), body)
+                due_now.append(framed)
+                size += len(framed)
                 self.pending = None
-                if self.on_write is not None:
-                    self.on_write()
+                if on_write is not None:
+                    on_write()
         except Exception as error:  # making the next part failed: the response is left unfinished
             if not self.done.done():
                 self.done.set_exception(error)
             return
+        finally:
+            if due_now and not transport.is_closing():
+                write = getattr(transport, "write_now", transport.write)  # on time: not held to the loop's turn
+                write(b"".join(due_now) if len(due_now) > 1 else due_now[0])
         if not self.done.done():
             self.done.set_result(None)
 

@@ -19,19 +19,8 @@ def scoped_root(url: str, test_id: str) -> str:
     return f"{url.rstrip('/')}{SCOPE_PREFIX}{quote(test_id, safe='')}"
 
 
-class TestScopeMiddleware:
-    __test__ = False  # not a pytest test class, whatever its name
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(SCOPE_PREFIX):
-            scope = _unscoped(scope)
-        await self.app(scope, receive, send)
-
-
-def _unscoped(scope: dict[str, Any]) -> dict[str, Any]:
+def unscoped(scope: dict[str, Any]) -> dict[str, Any]:
+    """The scope as if the request had been sent to the unscoped path with the test id in its header."""
     raw = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
     if not raw.startswith(SCOPE_PREFIX):  # the raw path spells the prefix differently: leave it be
         return scope

@@ -141,6 +141,8 @@ class TimingSpec:
 
     def plan(self, seed_material: Callable[[], str]) -> Plan:
         """The plan of one request; `seed_material` is only called when there is jitter to draw."""
+        if self is NO_TIMING:
+            return NO_PLAN  # nothing set anywhere: the plan every request without timing shares (never changed)
         jitter = self.jitter if self.jitter is not None and self.jitter.kind != "none" else None
         rng = random.Random(seed_material()) if jitter is not None else None
         return Plan(
@@ -156,6 +158,7 @@ class TimingSpec:
 
 NO_TIMING = TimingSpec()
 _NAMES = tuple(f.name for f in fields(TimingSpec))
+NO_PLAN: Plan  # set below Plan
 
 
 @dataclass
@@ -201,6 +204,9 @@ class Plan:
                 at_ms += self._wait_ms(self._pace_ms(event.tokens) if started else self.ttft_ms)
                 started = True
             yield event, at_ms / 1000.0
+
+
+NO_PLAN = Plan()
 
 
 def seed_material(seed: int, test_id: str, body: Any) -> str:

@@ -44,15 +44,37 @@ IMAGE_TOKENS = 85
 OTHER_PART_TOKENS = 256
 
 
+COUNTS_KEPT = 4096  # texts whose count is remembered (the cache starts over when full)
+COUNTED_UP_TO = 1024  # characters: longer texts are counted every time
+
+
 def count_text(text: str) -> int:
-    """Estimated number of tokens in `text` (0 for empty or whitespace-only text)."""
-    return len(_TOKEN.findall(text))
+    """Estimated number of tokens in `text` (0 for empty or whitespace-only text).
+
+    Short texts are remembered: a conversation sends its earlier messages again on every turn, and a stream
+    counts each of its pieces, mostly the same few words.
+    """
+    if len(text) > COUNTED_UP_TO:
+        return len(_TOKEN.findall(text))
+    count = _counted.get(text)
+    if count is None:
+        if len(_counted) >= COUNTS_KEPT:
+            _counted.clear()
+        count = _counted[text] = len(_TOKEN.findall(text))
+    return count
+
+
+_counted: dict[str, int] = {}
 
 
 def count_messages(messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
     """Estimated prompt tokens for a conversation and the tools offered with it."""
-    total = REPLY_PRIMING + sum(_count_message(message) for message in messages)
-    return total + sum(_count_tool(tool) for tool in tools)
+    total = REPLY_PRIMING
+    for message in messages:
+        total += _count_message(message)
+    for tool in tools:
+        total += _count_tool(tool)
+    return total
 
 
 def _count_message(message: Message) -> int:
@@ -61,7 +83,9 @@ def _count_message(message: Message) -> int:
         total += TOOL_CALL_OVERHEAD + count_text(call.name) + count_text(call.arguments)
     if message.tool_result is not None:
         total += count_text(message.tool_result.content)
-    return total + sum(_count_part(part) for part in message.parts)
+    for part in message.parts:
+        total += _count_part(part)
+    return total
 
 
 def _count_part(part: Mapping[str, Any]) -> int:

@@ -40,7 +40,7 @@ class RunningServer:
 def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer:
     """Run `tokenhub-emulator serve --port 0 …` and wait for the line that names its URL."""
     command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning", *args]
-    log = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads would block a chatty server
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server; a pipe nobody reads would block it
     process = subprocess.Popen(
         command,
         cwd=ROOT,

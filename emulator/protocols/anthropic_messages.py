@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,8 @@ from starlette.routing import BaseRoute, Route
 
 from emulator.errors import ApiError
 from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
-from emulator.http import bearer_key, json_response, read_json
+from emulator.http import bearer_key, dumps, json_response, read_json
+from emulator.ids import uuid4_int
 from emulator.journal import TEST_ID_HEADER
 from emulator.profiles import Catalog, CatalogModel, Profile, Range
 from emulator.protocols import anthropic_messages_models as m
@@ -414,7 +414,7 @@ def _base62(number: int, length: int) -> str:
 
 
 def message_id() -> str:
-    return "msg_01" + _base62(uuid.uuid4().int, 22)
+    return "msg_01" + _base62(uuid4_int(), 22)
 
 
 def thinking_signature(model: str, thinking: str) -> str:
@@ -557,7 +557,7 @@ def stream_events(body: Mapping[str, Any], pieces: Pieces = split_tokens) -> Ite
 
 
 def dump(payload: Any) -> str:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return dumps(payload)
 
 
 # ── errors ───────────────────────────────────────────────────────────────────

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from emulator.exchange import Exchange, Failure, Protocol
+from emulator.http import dumps
 from emulator.profiles import Catalog, Profile
 from emulator.shaping import Shaped
 from emulator.streaming import SseEvent
@@ -42,6 +43,10 @@ class Adapter:
 
     def render(self, shaped: Shaped, exchange: Exchange, options: Any) -> Mapping[str, Any]:
         raise NotImplementedError
+
+    def render_json(self, shaped: Shaped, exchange: Exchange, options: Any) -> str:
+        """`render` as the JSON text sent (compact, UTF-8 unescaped); an adapter may write it more directly."""
+        return dumps(self.render(shaped, exchange, options))
 
     def events(self, shaped: Shaped, exchange: Exchange, options: Any) -> Iterator[SseEvent]:
         """The whole stream, terminator included."""

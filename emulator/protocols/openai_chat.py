@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,8 @@ from starlette.requests import Request
 
 from emulator.errors import ApiError
 from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
-from emulator.http import bearer_key
+from emulator.http import bearer_key, dumps
+from emulator.ids import uuid4_str
 from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_chat_models as m
 from emulator.protocols.base import Adapter, Context
@@ -106,7 +106,7 @@ def _tools(request: m.ChatCompletionRequest) -> list[Tool]:
 def _tool_choice(request: m.ChatCompletionRequest, tools: list[Tool]) -> ToolChoice:
     choice = request.tool_choice
     if choice is None:
-        return ToolChoice("auto" if tools else "none")
+        return _AUTO if tools else _NONE
     if not request.tools:
         raise ApiError.invalid(
             "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
@@ -137,10 +137,15 @@ def _stop(request: m.ChatCompletionRequest) -> list[str]:
 def _response_format(request: m.ChatCompletionRequest) -> ResponseFormat:
     fmt = request.response_format
     if fmt is None or isinstance(fmt, m.ResponseFormatText):
-        return ResponseFormat()
+        return _TEXT
     if isinstance(fmt, m.ResponseFormatJsonObject):
         return ResponseFormat("json_object")
     return ResponseFormat("json_schema", fmt.json_schema.schema_ or {}, fmt.json_schema.name)
+
+
+_AUTO, _NONE, _TEXT = ToolChoice("auto"), ToolChoice("none"), ResponseFormat()  # frozen: shared by every request
+_WITH_USAGE, _WITHOUT_USAGE = ChatOptions(include_usage=True), ChatOptions(include_usage=False)
+_validate = m.ChatCompletionRequest.__pydantic_validator__.validate_python  # model_validate, minus a call
 
 
 def _wants_thinking(request: m.ChatCompletionRequest) -> bool:
@@ -156,7 +161,7 @@ def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str)
     if not isinstance(body, dict):
         raise ApiError.invalid(f"The request body must be a JSON object, but got {type(body).__name__}.")
     try:
-        request = m.ChatCompletionRequest.model_validate(body)
+        request = _validate(body)
     except ValidationError as exc:
         raise to_api_error(exc, m.UNION_TAGS) from None
     if request.stream_options is not None and not request.stream:
@@ -187,14 +192,14 @@ def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str)
         api_key=api_key,
     )
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
-    return exchange, ChatOptions(include_usage=include_usage)
+    return exchange, _WITH_USAGE if include_usage else _WITHOUT_USAGE
 
 
 # ── rendering ────────────────────────────────────────────────────────────────
 
 
 def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4()}"
+    return "chatcmpl-" + uuid4_str()
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
@@ -230,17 +235,73 @@ def completion_body(shaped: Shaped, model: str, created: int | None = None) -> d
     }
 
 
+def completion_json(shaped: Shaped, model: str, created: int | None = None) -> str:
+    """`dump(completion_body(shaped, model, created))`, written out directly: the body of every non-streamed
+    reply, so its fixed parts are not built as dicts and encoded again each time (tests pin the two equal)."""
+    choices = []
+    for index, choice in enumerate(shaped.choices):
+        message = _MESSAGE % (_text(choice.content), _text(choice.refusal))
+        if choice.reasoning is not None:
+            message += ',"reasoning_content":' + _encode_text(choice.reasoning)
+        if choice.tool_calls:
+            message += ',"tool_calls":' + dump([_tool_call_body(c) for c in choice.tool_calls])
+        choices.append(_CHOICE % (index, message, _text(choice.finish_reason)))
+    usage = shaped.usage
+    counts = p, c, t, cached, r = (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.total_tokens,
+        usage.cached_tokens,
+        usage.reasoning_tokens,
+    )
+    if type(p) is int and type(c) is int and type(t) is int and type(cached) is int and type(r) is int:
+        usage_text = _USAGE % counts
+    else:
+        usage_text = _USAGE_ANY % tuple(map(_number, counts))
+    if created is None:
+        created = int(time.time())
+    return _COMPLETION % (
+        _encode_text(completion_id()),
+        created if type(created) is int else _number(created),
+        _text(model),
+        ",".join(choices),
+        usage_text,
+    )
+
+
+_MESSAGE = '{"role":"assistant","content":%s,"refusal":%s'
+_CHOICE = '{"index":%d,"message":%s},"logprobs":null,"finish_reason":%s}'
+_COMPLETION = '{"id":%s,"object":"chat.completion","created":%s,"model":%s,"choices":[%s],"usage":%s}'
+_USAGE_ANY = (
+    '{"prompt_tokens":%s,"completion_tokens":%s,"total_tokens":%s,"prompt_tokens_details":{"cached_tokens":%s},'
+    '"completion_tokens_details":{"reasoning_tokens":%s}}'
+)
+_USAGE = _USAGE_ANY.replace("%s", "%d")  # every count an int (a bool is not): what _number writes for one
+_encode_text = json.encoder.encode_basestring  # a JSON string as `dump` writes one (ensure_ascii=False)
+
+
+def _text(value: Any) -> str:
+    if type(value) is str:
+        return _encode_text(value)
+    return "null" if value is None else dump(value)
+
+
+def _number(value: Any) -> str:
+    return int.__repr__(value) if type(value) is int else dump(value)
+
+
 def _delta(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
     return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
 
-def _deltas(index: int, choice: Choice, shaped: Shaped) -> Iterator[tuple[dict[str, Any], int]]:
-    """The deltas of one choice, in the order a real model streams them, each with the tokens it carries."""
+def _deltas(index: int, choice: Choice, shaped: Shaped) -> Iterator[tuple[dict[str, Any] | str, int]]:
+    """The deltas of one choice, in the order a real model streams them, each with the tokens it carries
+    (a content delta as its bare text: `_delta(index, {"content": text})`)."""
     yield _delta(index, {"role": "assistant", "content": ""}), 0
     for piece in shaped.pieces(choice.reasoning):
         yield _delta(index, {"reasoning_content": piece}), count_text(piece)
     for piece in shaped.pieces(choice.content):
-        yield _delta(index, {"content": piece}), count_text(piece)
+        yield piece, count_text(piece)  # the most frequent delta by far: stream_events writes it out directly
     for piece in shaped.pieces(choice.refusal):
         yield _delta(index, {"refusal": piece}), count_text(piece)
     for call_index, call in enumerate(choice.tool_calls):
@@ -260,22 +321,29 @@ def _deltas(index: int, choice: Choice, shaped: Shaped) -> Iterator[tuple[dict[s
 
 
 def stream_events(shaped: Shaped, model: str, options: ChatOptions, created: int | None = None) -> Iterator[SseEvent]:
-    """The stream's events, `[DONE]` last; choices of n > 1 follow one another."""
+    """The stream's events, `[DONE]` last; choices of n > 1 follow one another.
+
+    Each chunk is `{**head, "choices": [delta]}` (and `"usage": null` when usage is asked for), written as the
+    head's JSON once, then each delta's: the same text as dumping the whole chunk, at a fraction of the cost.
+    """
     head = {
         "id": completion_id(),
         "object": "chat.completion.chunk",
         "created": created if created is not None else int(time.time()),
         "model": model,
     }
+    opening = dump(head)[:-1] + ',"choices":['
+    closing = '],"usage":null}' if options.include_usage else "]}"
     for index, choice in enumerate(shaped.choices):
         for delta, tokens in _deltas(index, choice, shaped):
-            chunk = {**head, "choices": [delta]}
-            if options.include_usage:
-                chunk["usage"] = None
-            yield SseEvent(dump(chunk), tokens=tokens)
+            text = _CONTENT_DELTA % (index, _encode_text(delta)) if type(delta) is str else dump(delta)
+            yield SseEvent(opening + text + closing, tokens=tokens)
     if options.include_usage:
         yield SseEvent(dump({**head, "choices": [], "usage": usage_body(shaped.usage)}))
     yield SseEvent("[DONE]")
+
+
+_CONTENT_DELTA = '{"index":%d,"delta":{"content":%s},"logprobs":null,"finish_reason":null}'  # _delta(i, {"content": …})
 
 
 def error_body(failure: Failure, profile: Profile) -> dict[str, Any]:
@@ -292,7 +360,8 @@ def error_body(failure: Failure, profile: Profile) -> dict[str, Any]:
 
 
 def dump(payload: Any) -> str:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, as the gateways write it: `json.dumps(payload, ensure_ascii=False, separators=(",", ":"))`."""
+    return dumps(payload)
 
 
 class ChatAdapter(Adapter):
@@ -303,11 +372,15 @@ class ChatAdapter(Adapter):
 
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ChatOptions]:
         exchange, options = parse(body, request.headers, context.catalog, key)
-        context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
+        if exchange.temperature is not None or exchange.top_p is not None:
+            context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
         return exchange, options
 
     def render(self, shaped: Shaped, exchange: Exchange, options: ChatOptions) -> dict[str, Any]:
         return completion_body(shaped, exchange.model)
+
+    def render_json(self, shaped: Shaped, exchange: Exchange, options: ChatOptions) -> str:
+        return completion_json(shaped, exchange.model)
 
     def events(self, shaped: Shaped, exchange: Exchange, options: ChatOptions) -> Iterator[SseEvent]:
         return stream_events(shaped, exchange.model, options)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from emulator.errors import ApiError
 from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
 from emulator.http import bearer_key, json_response
+from emulator.ids import uuid4_hex
 from emulator.journal import TEST_ID_HEADER
 from emulator.profiles import Catalog
 from emulator.protocols import openai_responses_models as m
@@ -45,7 +45,7 @@ INPUT_ITEMS_MAX_LIMIT = 100
 
 def new_id(prefix: str) -> str:
     """`resp_…`, `msg_…`, `rs_…`, `fc_…`: a prefix and 32 hex digits, as the gateways' ids look (seed 003)."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{uuid4_hex()}"
 
 
 @dataclass(frozen=True)

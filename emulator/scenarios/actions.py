@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal
 
-from emulator.exchange import Choice, Exchange, Failure, Reply, ToolCall, UsageOverride
+from emulator.exchange import Choice, Exchange, Failure, Reply, ToolCall, UsageOverride, cached
 from emulator.scenarios.templates import Template, template_context
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ class Attached(Action):
 
     def decide(self, run: Run) -> Decision:
         inner = self.action.decide(run)
+        if self.timing is None and self.fault is None:
+            return inner
         timing = inner.timing.over(self.timing) if inner.timing is not None else self.timing
         return Decision(inner.outcome, timing, inner.fault or self.fault)
 
@@ -181,7 +183,20 @@ class ChoiceSpec:
     tool_calls: tuple[ToolCallSpec, ...] = ()
     finish_reason: str | None = None
 
+    @cached
+    def _fixed(self) -> tuple[str, str | None, str | None] | None:
+        """(content, reasoning, refusal) when they are plain text: no template to fill in, no text to generate."""
+        if self.content is None or self.tool_calls:
+            return None
+        texts = (self.content, self.reasoning, self.refusal)
+        if any(t is not None and not t.is_static for t in texts):
+            return None
+        return self.content.source, _source(self.reasoning), _source(self.refusal)
+
     def build(self, run: Run, index: int) -> Choice:
+        fixed = self._fixed
+        if fixed is not None:
+            return Choice(content=fixed[0], reasoning=fixed[1], refusal=fixed[2], finish_reason=self.finish_reason)
         content = _render(self.content, run)
         if content is None and not self.tool_calls and self.refusal is None:
             # a reply that says nothing about its content gets generated text
@@ -248,6 +263,10 @@ class SequenceAction(Action):
     def decide(self, run: Run) -> Decision:
         index = self.step_index(run.next_count())
         return self.steps[index].decide(replace(run, key=f"{run.key}/{index + 1}"))
+
+
+def _source(template: Template | None) -> str | None:
+    return None if template is None else template.source
 
 
 def _render(template: Template | None, run: Run) -> str | None:

@@ -122,7 +122,9 @@ class Engine:
             for scenario in self.scenarios
             for rule in scenario.rules
         ]
-        self._index = RuleIndex([((rule, settings), rule.when) for rule, settings in self._rules])
+        self._index = RuleIndex(
+            [((rule, settings, _may_capture(rule.when)), rule.when) for rule, settings in self._rules]
+        )
         self.state.reset()
 
     @property
@@ -147,7 +149,7 @@ class Engine:
         self.state.reset(scope)
 
     def match(self, exchange: Exchange) -> Rule | None:
-        return next((rule for rule, _ in self._index.candidates(exchange) if rule.when.matches(exchange)), None)
+        return next((rule for rule, _, _ in self._index.candidates(exchange) if rule.when.matches(exchange)), None)
 
     def respond(self, exchange: Exchange) -> Reply | Failure:
         decision = self.decide(exchange)
@@ -157,21 +159,21 @@ class Engine:
     def decide(self, exchange: Exchange) -> Decision:
         """The answer, with the timing (scenario settings, rule, step) and the fault the matching rule attaches."""
         scope = exchange.headers.get(SCOPE_HEADER, "")
-        for rule, settings in self._index.candidates(exchange):
+        for rule, settings, captures in self._index.candidates(exchange):
             if rule.when.matches(exchange):
                 run = Run(
                     exchange=exchange,
                     generator=self.generator,
                     rule=rule.name,
                     key=rule.seed or rule.key,
-                    captures=rule.when.captures(exchange),
+                    captures=rule.when.captures(exchange) if captures else {},
                     sentences=settings.sentences or DEFAULT_SENTENCES,
                     locale=settings.locale,
                     next_count=lambda key=rule.key: self.state.next(scope, key),
                 )
                 decision = rule.action.decide(run)
                 timing = decision.timing.over(settings.timing) if decision.timing else settings.timing
-                return Decision(decision.outcome, timing, decision.fault)
+                return decision if timing is decision.timing else Decision(decision.outcome, timing, decision.fault)
         if self.fallback == "error":
             return Decision(Failure(status=400, message=self._no_match_message(exchange)), self.settings.timing)
         sentences = self.settings.sentences or DEFAULT_SENTENCES
@@ -218,6 +220,16 @@ def _closeness(text: str, conditions: tuple[Condition, ...], exchange: Exchange)
         for value in c.matcher.values
     ]
     return round(max(ratios, default=0.0), 2)
+
+
+def _may_capture(condition: Condition) -> bool:
+    """Whether `condition.captures` can find anything (a regex on `last_user`, alone or in `all`); the others
+    are not asked for each request."""
+    if isinstance(condition, AllOf):
+        return any(_may_capture(child) for child in condition.children)
+    if isinstance(condition, TextIs):
+        return condition.subject == "last_user" and condition.matcher.pattern is not None
+    return type(condition).captures is not Condition.captures
 
 
 def _top_level(condition: Condition) -> tuple[Condition, ...]:

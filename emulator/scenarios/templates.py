@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.exchange import Exchange
+from emulator.exchange import Exchange, cached
 
 # Template variables; True when the variable has fields (`body.metadata.user_id`), False for plain values.
 ROOTS: dict[str, bool] = {
@@ -69,7 +69,7 @@ class Template:
     source: str
     parts: tuple[str | Expr, ...]
 
-    @property
+    @cached
     def is_static(self) -> bool:
         return all(isinstance(part, str) for part in self.parts)
 

@@ -175,7 +175,7 @@ class _Builder:
         if node.tag in _TYPED_SCALARS:
             try:
                 return self.constructor.construct_object(node)
-            except (ValueError, KeyError, TypeError, OverflowError):  # `!!int hi`: a tag its value cannot take
+            except (ValueError, KeyError, TypeError, OverflowError, IndexError):  # `!!int hi`, `!!int ""`
                 self.log.add(pos_of(node), f"{node.value!r} cannot be read as {node.tag.rsplit(':', 1)[-1]}")
                 return str(node.value)
         return str(node.value)  # strings, and timestamps/binary kept as the text written
