@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Scope
@@ -202,6 +202,10 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
         if entry is not None:
             entry.action = "rejected"
         return error_response(runtime, adapter, exc.failure, entry)
+    except ClientDisconnect:  # the client left while sending its body: nothing can be answered
+        if entry is not None:
+            entry.action, entry.disconnected = "rejected", True
+        return Response(status_code=499)
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
     call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault)
@@ -310,9 +314,9 @@ class Call:
         if fault is not None and fault.fault.kind == "truncate":
             size = len(response.body)
             cut = min(fault.fault.bytes if fault.fault.bytes is not None else size // 2, max(size - 1, 0))
-            return Delivery.of(response, delay=delay, cut=cut)
+            return Delivery.of(response, delay=delay, cut=cut, on_done=self.on_stream_done)
         delay += plan.latency_ms / 1000
-        return Delivery.of(response, delay=delay) if delay > 0 else response
+        return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
 
     def on_stream_write(self) -> None:
         """A chunk the pump wrote past the middleware: the journal times it as its middleware would."""
@@ -337,7 +341,7 @@ class Call:
             failure = replace(failure, headers={**self.headers, **failure.headers})
         response = error_response(runtime, self.adapter, failure, entry)
         delay = _latency_s(latency)
-        return Delivery.of(response, delay=delay) if delay > 0 else response
+        return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
 
     def fault_response(self, rule: FaultRule) -> ASGIApp:
         """An error or a transport fault that replaces the answer."""
@@ -345,7 +349,7 @@ class Call:
         if rule.fault.kind == "error":
             failure = error_failure(rule.fault, self.adapter.protocol, self.headers)
             return error_response(self.runtime, self.adapter, failure, self.entry)
-        return transport_fault(rule.fault)
+        return transport_fault(rule.fault, self.on_stream_done)
 
 
 def _latency_s(fault: FaultRule | None) -> float:

@@ -42,11 +42,12 @@ def event_failure(fault: Fault, protocol: str) -> Failure:
     return Failure(status=status, message=fault.message or "")
 
 
-def transport_fault(fault: Fault) -> Delivery:
+def transport_fault(fault: Fault, on_done: Callable[[bool], None] | None = None) -> Delivery:
     """hang: nothing until the client gives up; reset: an RST; empty: the connection closed without a byte."""
     if fault.kind == "hang":
-        return Delivery(0, {}, (), delay=HANG_LIMIT_S, send_headers=False, ending="close")
-    return Delivery(0, {}, (), send_headers=False, ending="reset" if fault.kind == "reset" else "close")
+        return Delivery(0, {}, (), delay=HANG_LIMIT_S, send_headers=False, ending="close", on_done=on_done)
+    ending = "reset" if fault.kind == "reset" else "close"
+    return Delivery(0, {}, (), send_headers=False, ending=ending, on_done=on_done)
 
 
 def break_stream(

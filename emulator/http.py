@@ -121,6 +121,8 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         ) from None
     except RecursionError:
         raise ApiError.invalid("The JSON body of your request is nested too deeply.") from None
+    except ValueError:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
+        raise ApiError.invalid("The JSON body of your request holds a number too large to read.") from None
     if _SURROGATE_ESCAPE.search(body):
         _reject_unpaired_surrogates(value)
     return value

@@ -118,12 +118,19 @@ class Delivery:
         self.on_write = on_write  # called after each part written by the pump
 
     @classmethod
-    def of(cls, response: Any, *, delay: float = 0.0, cut: int | None = None) -> Delivery:
+    def of(
+        cls,
+        response: Any,
+        *,
+        delay: float = 0.0,
+        cut: int | None = None,
+        on_done: Callable[[bool], None] | None = None,
+    ) -> Delivery:
         """A built response (status, headers, body) sent after `delay`; `cut`: only that many body bytes, then close."""
         body: bytes = response.body
-        if cut is None:
-            return cls(response.status_code, response.raw_headers, [(body, 0.0)], delay=delay)
-        return cls(response.status_code, response.raw_headers, [(body[:cut], 0.0)], delay=delay, ending="close")
+        parts = [(body if cut is None else body[:cut], 0.0)]
+        ending = "complete" if cut is None else "close"
+        return cls(response.status_code, response.raw_headers, parts, delay=delay, ending=ending, on_done=on_done)
 
     async def __call__(self, scope: Any, receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
         writer = asyncio.current_task()

@@ -94,29 +94,12 @@ def one_kind(tmp_path: Path, mode: str, count: int = 6) -> dict[str, Any]:
     return {"journal": journal, "log": log}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A client that leaves while sending its body: starlette's Request.stream() raises ClientDisconnect out "
-    "of read_json (emulator/http.py); GatewayMiddleware logs it as 'unexpected error' with a full traceback (~5 KB "
-    "of log per disconnect) and the journal entry keeps status, action and `disconnected` unset. Fix: in "
-    "create_endpoint (emulator/app.py) or read_json, `except ClientDisconnect:` -> mark the entry "
-    "(`entry.disconnected = True; entry.action = 'rejected'`) and return an empty Response() (nothing can be "
-    "sent); or catch starlette.requests.ClientDisconnect in GatewayMiddleware before `except Exception` and return.",
-)
 def test_a_client_that_leaves_mid_upload_is_journaled_not_logged(tmp_path):
     run = one_kind(tmp_path, "upload")
     assert tracebacks(run["log"]) == []
     assert all(e["disconnected"] for e in run["journal"]), run["journal"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A client that gives up during a `hang` fault or before the headers of a delayed reply "
-    "(x-emulator-latency-ms, a latency fault) is not flagged `disconnected` in the journal: transport_fault() and "
-    "Delivery.of() are built without on_done, so the watcher's verdict is dropped. Fix in emulator/app.py: pass "
-    "on_done=self.on_stream_done to those Delivery objects (Call.fault_response, json_response, failure_response), "
-    "e.g. a `Delivery.of(..., on_done=...)` parameter in emulator/streaming.py.",
-)
 @pytest.mark.parametrize("mode", ["hang", "latency"])
 def test_a_client_that_gives_up_before_the_headers_is_flagged(tmp_path, mode):
     run = one_kind(tmp_path, mode)

@@ -656,10 +656,13 @@ class ResponsesAdapter(Adapter):
 
     def extra_routes(self, path: str) -> list[BaseRoute]:
         return [
-            Route(path + "/{response_id}", self._retrieve, methods=["GET"]),
-            Route(path + "/{response_id}", self._delete, methods=["DELETE"]),
+            # one route for both methods, so that a 405 lists them all in its `allow` header
+            Route(path + "/{response_id}", self._retrieve_or_delete, methods=["GET", "DELETE"]),
             Route(path + "/{response_id}/input_items", self._input_items, methods=["GET"]),
         ]
+
+    async def _retrieve_or_delete(self, request: Request) -> Response:
+        return await (self._delete if request.method == "DELETE" else self._retrieve)(request)
 
     def _kept(self, body: dict[str, Any], options: ResponsesOptions) -> dict[str, Any]:
         if options.store:
