@@ -1,6 +1,6 @@
 """The emulator against the ceiling of its own stack, as ratios.
 
-    python bench/gateway.py            # about 3 minutes; needs `wrk` (apt-get install wrk)
+    python bench/gateway.py            # about 2 minutes; needs `wrk` (apt-get install wrk)
 
 Measures, each beside bare Starlette + uvicorn serving the same bytes (bench/bare_app.py):
   - non-streaming chat completions: requests/s and p50/p99 latency at 1, 32 and 256 connections;
