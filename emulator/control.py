@@ -21,11 +21,11 @@ from emulator.control_http import (
     by_method,
     control_endpoint,
     float_param,
-    header_problem,
     int_param,
     test_id_of,
 )
 from emulator.exchange import Failure
+from emulator.headers import header_problem
 from emulator.http import json_response
 from emulator.scenarios.actions import default_message
 

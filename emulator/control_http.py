@@ -6,7 +6,6 @@ import functools
 import hmac
 import ipaddress
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -108,20 +107,6 @@ def control_endpoint(guarded: bool = True) -> Callable[[Handler], Handler]:
         return endpoint
 
     return wrap
-
-
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-def header_problem(name: Any, value: Any) -> str | None:
-    """Why (name, value) cannot be sent as an HTTP header, or None: a token name, a latin-1 value on one line."""
-    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-        return f"header name {name!r} is not a valid HTTP header name"
-    if not isinstance(value, str):
-        return f"header {name!r} must have a string value, got {type(value).__name__}"
-    if any(c in value for c in "\r\n\0") or not all(ord(c) < 256 for c in value):
-        return f"header {name!r} has a value that cannot be sent (line breaks, NUL or characters beyond latin-1)"
-    return None
 
 
 def by_method(**handlers: Handler) -> Handler:
