@@ -42,6 +42,15 @@ def words(choices: Iterable[str], joiner: str = "or") -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
 
 
+def integer_expected(low: int | None, high: int | None) -> str:
+    """How an integer within [low, high] is asked for in messages."""
+    if low is not None and high is not None:
+        return f"an integer between {low} and {high}"
+    if low is not None:
+        return "a positive integer" if low == 1 else f"an integer of at least {low}"
+    return "an integer"
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -112,13 +121,7 @@ class SpecReader:
         ok = isinstance(value, int) and not isinstance(value, bool)
         if ok and (low is None or value >= low) and (high is None or value <= high):
             return value
-        if low is not None and high is not None:
-            expected = f"an integer between {low} and {high}"
-        elif low is not None:
-            expected = "a positive integer" if low == 1 else f"an integer of at least {low}"
-        else:
-            expected = "an integer"
-        return self.error(data, key, f"'{key}' must be {expected}, got {shown(value)}")
+        return self.error(data, key, f"'{key}' must be {integer_expected(low, high)}, got {shown(value)}")
 
     def boolean(self, data: Mapping[str, Any], key: str) -> Any:
         value = data[key]

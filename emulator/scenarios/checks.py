@@ -8,7 +8,13 @@ from typing import Any
 from emulator.scenarios.problems import Pos, ProblemLog
 from emulator.scenarios.templates import TemplateError, compile_template
 from emulator.scenarios.yamlpos import YList, YMap
-from emulator.specparse import INVALID, shown, suggestion, words  # one wording for files, headers and JSON
+from emulator.specparse import (  # one wording for files, headers and JSON
+    INVALID,
+    integer_expected,
+    shown,
+    suggestion,
+    words,
+)
 
 __all__ = ["INVALID", "Checker", "shown", "suggestion", "words"]
 
@@ -65,13 +71,7 @@ class Checker:
         ok = isinstance(value, int) and not isinstance(value, bool)
         if ok and (low is None or value >= low) and (high is None or value <= high):
             return value
-        if low is not None and high is not None:
-            expected = f"an integer between {low} and {high}"
-        elif low is not None:
-            expected = "a positive integer" if low == 1 else f"an integer of at least {low}"
-        else:
-            expected = "an integer"
-        return self.error(pos, f"{what} must be {expected}, got {shown(value)}")
+        return self.error(pos, f"{what} must be {integer_expected(low, high)}, got {shown(value)}")
 
     def choice(self, value: Any, pos: Pos, what: str, allowed: tuple[str, ...]) -> Any:
         if isinstance(value, str) and value in allowed:
