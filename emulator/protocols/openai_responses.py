@@ -133,7 +133,7 @@ def _reasoning_text(item: Mapping[str, Any]) -> str:
         return text
     try:
         return base64.b64decode(item["encrypted_content"], validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # not base64 (ValueError: not ASCII), or not UTF-8 once decoded
         return ""
 
 
