@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -73,7 +74,7 @@ class Runtime:
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
         engine = ScopedEngine(scenarios, generator=generator, fallback=settings.fallback)
         profile = PROFILES[settings.profile or merged.profile or DEFAULT_PROFILE]
-        runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters())
+        runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters(), journal_for(settings))
         runtime.faults = FaultBook(seed=settings.seed)
         runtime.scenario_status.from_files = len(scenarios)
         return runtime
@@ -139,6 +140,15 @@ class Runtime:
         return next(a for a in self.adapters if a.protocol == "chat")
 
 
+def journal_for(settings: Settings) -> Journal:
+    return Journal(
+        settings.journal_entries,
+        max_bytes=settings.journal_bytes,
+        body_bytes=settings.journal_body_bytes,
+        header_bytes=settings.journal_header_bytes,
+    )
+
+
 def default_adapters() -> list[Adapter]:
     return [ChatAdapter(), ResponsesAdapter(), MessagesAdapter()]
 
@@ -192,9 +202,8 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     context = runtime.context
     try:
         key = adapter.authenticate(request, context)
-        body = await read_json(request, runtime.settings.max_body_bytes)
-        if entry is not None:
-            entry.body = body
+        keep = None if entry is None else partial(runtime.journal.keep_body, entry)
+        body = await read_json(request, runtime.settings.max_body_bytes, keep)
         exchange, options = adapter.parse(body, request, key, context)
         asked_timing = timing_from_headers(exchange.headers)
         asked_fault = runtime.faults.from_header(exchange.headers)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulator import __version__, cli_faults, record
+from emulator import __version__, cli_faults, cli_limits, record
 from emulator.config import LOG_LEVELS, Settings, env_default, env_name, split_list
 from emulator.profiles import PROFILES
 
@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help=f"scenario file or folder; repeat for more ({env_name('scenario')}: paths separated by '{os.pathsep}')",
+    )
+    serve.add_argument(
+        "--scenario-root",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="a folder the control API may load scenario paths from; repeat for more "
+        f"(default: the --scenario folders; {env_name('scenario_root')}: paths separated by '{os.pathsep}')",
     )
     serve.add_argument("--seed", type=int, default=_int_env("seed", defaults.seed), help="seed for generated replies")
     serve.add_argument(
@@ -91,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     cli_faults.add_serve_flags(serve)
+    cli_limits.add_serve_flags(serve)
 
     validate = commands.add_parser("validate", help="check scenario files without serving")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -123,6 +132,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         watch=args.watch,
         timing=cli_faults.timing_from_args(args),
         rate_limits=cli_faults.rate_limits_from_args(args),
+        scenario_roots=args.scenario_root or [Path(p) for p in split_list(env_default("scenario_root"), os.pathsep)] or None,
+        **cli_limits.limits_from_args(args),
     )
 
 

@@ -196,6 +196,7 @@ class Front(Starlette):
             finally:
                 if entry is not None:
                     entry.duration_ms = elapsed_ms(entry)
+                    self.journal.settle(entry)
         except Exception:
             log.exception("unexpected error while answering %s %s", scope.get("method"), scope.get("path"))
             if not started:

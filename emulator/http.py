@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -84,15 +84,23 @@ def bearer_key(request: Request, allowed: frozenset[str]) -> str:
     return key
 
 
+MASK_SHOWN_FROM = 20  # a key this long shows its first 3 and last 4 characters; a shorter one nothing
+
+
 def mask_key(key: str) -> str:
-    """Enough of a key to recognise it, never the whole of it."""
-    if len(key) <= 8:
-        return "*" * len(key)
+    """Enough of a long key to recognise it, never the whole of it; nothing of a short one."""
+    if len(key) < MASK_SHOWN_FROM:
+        return "****"
     return f"{key[:3]}…{key[-4:]}"
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The body as JSON; 415 unless it says it is JSON, 413 past `max_bytes`, 400 when it does not parse."""
+async def read_json(
+    request: Request, max_bytes: int, keep: Callable[[bytes | bytearray, Any, bool], None] | None = None
+) -> Any:
+    """The body as JSON; 415 unless it says it is JSON, 413 past `max_bytes`, 400 when it does not parse.
+
+    `keep(raw, value, is_json)` is given the body as read, parsed or not (the journal keeps it).
+    """
     content_type = request.headers.get("content-type", "")
     media_type = content_type if content_type == "application/json" else content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
@@ -102,6 +110,19 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     body = await read_body(request, max_bytes)
+    try:
+        value = parse_json(body)
+    except ApiError:
+        if keep is not None:
+            keep(body, None, False)
+        raise
+    if keep is not None:
+        keep(body, value, True)
+    return value
+
+
+def parse_json(body: bytes | bytearray) -> Any:
+    """A request body as JSON; ApiError 400 naming what is wrong when it is not."""
     try:
         if len(body) >= 4 and body[0] == 0x7B and body[1]:  # "{" then not NUL: what json.loads reads as UTF-8
             text = body.decode("utf-8", "surrogatepass")  # json.loads, minus its checks on the way:

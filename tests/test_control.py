@@ -9,7 +9,7 @@ from emulator.app import build_app
 from emulator.config import Settings
 from emulator.test_scope import scoped_root
 
-AUTH = {"authorization": "Bearer sk-test-1234567890"}
+AUTH = {"authorization": "Bearer sk-test-abcdef-1234567890"}
 PING = """
 rules:
   - name: ping
