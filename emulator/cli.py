@@ -108,8 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _env_paths(setting: str) -> list[Path]:
+    return [Path(p) for p in split_list(env_default(setting), os.pathsep)]
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
-    scenarios = args.scenario or [Path(p) for p in split_list(env_default("scenario"), os.pathsep)]
+    scenarios = args.scenario or _env_paths("scenario")
     if args.fallback is not None and args.fallback not in FALLBACKS:
         raise SystemExit(f"tokenhub-emulator: fallback must be one of {', '.join(FALLBACKS)}, got {args.fallback!r}")
     if args.profile is not None and args.profile not in PROFILES:
@@ -132,7 +136,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         watch=args.watch,
         timing=cli_faults.timing_from_args(args),
         rate_limits=cli_faults.rate_limits_from_args(args),
-        scenario_roots=args.scenario_root or [Path(p) for p in split_list(env_default("scenario_root"), os.pathsep)] or None,
+        scenario_roots=args.scenario_root or _env_paths("scenario_root") or None,
         **cli_limits.limits_from_args(args),
     )
 
