@@ -69,6 +69,7 @@ class EmulatorServer:
         if not self.url:
             self._start_thread()
         headers = {TOKEN_HEADER: self.control_token} if self.control_token else {}
+        headers["x-emulator-client"] = "tokenhub-emulator.testing"  # a POST a web page could not send (control_http)
         self._control = httpx.Client(base_url=self.url + CONTROL, headers=headers, timeout=30)
         return self
 

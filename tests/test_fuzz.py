@@ -55,7 +55,9 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(build_app(Settings(scenarios=[SCENARIOS])), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        build_app(Settings(scenarios=[SCENARIOS])), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 

@@ -154,7 +154,7 @@ async def test_parts_due_together_leave_in_one_write():
 
 def test_a_repeated_header_keeps_every_value_where_it_did():
     app = build_app(Settings())
-    with TestClient(app, raise_server_exceptions=False) as http:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as http:
         scenario = "rules:\n  - when: {last_user: dup}\n    reply: {content: '{{ headers.x-dup }}'}\n"
         assert http.post(
             "/_emulator/scenarios", content=scenario, headers={"content-type": "application/yaml"}

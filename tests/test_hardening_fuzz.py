@@ -111,7 +111,9 @@ def client():
         with httpx.Client(base_url=URL, timeout=60) as real:
             yield real
         return
-    with TestClient(build_app(Settings(scenarios=[SCENARIOS])), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        build_app(Settings(scenarios=[SCENARIOS])), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 
@@ -363,7 +365,7 @@ def control_client():
         with httpx.Client(base_url=CONTROL_URL, timeout=60) as real:
             yield real
         return
-    with TestClient(CONTROL_APP, raise_server_exceptions=False) as test_client:
+    with TestClient(CONTROL_APP, base_url="http://127.0.0.1", raise_server_exceptions=False) as test_client:
         yield test_client
 
 

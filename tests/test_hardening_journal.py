@@ -18,7 +18,7 @@ CHAT = {"model": "glm-5", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def client(**settings) -> TestClient:
-    return TestClient(build_app(Settings(**settings)), raise_server_exceptions=False)
+    return TestClient(build_app(Settings(**settings)), base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 def everything_kept(entry) -> str:
