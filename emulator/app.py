@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Scope
 from emulator import control, fault_control
 from emulator.config import Settings
 from emulator.errors import ApiError
-from emulator.exchange import Exchange, Failure
+from emulator.exchange import Exchange, Failure, Reply
 from emulator.fault_effects import break_stream, error_failure, event_failure, transport_fault
 from emulator.faults import FaultBook, FaultRule, Who
 from emulator.front import Endpoint, Front
@@ -31,12 +31,17 @@ from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
 from emulator.ratelimit import Admission, Limiter
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
+from emulator.scenarios.actions import Decision
 from emulator.scenarios.engine import decision_of
+from emulator.scenarios.regexes import MoveOffLoop, matching
 from emulator.scoped_engine import ScopedEngine
 from emulator.shaping import Shaped, shape
 from emulator.streaming import SSE_HEADERS, Delivery, encode
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
+
+ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
+OFF_LOOP_BYTES = 256 * 1024  # a request body this large is matched in a worker thread from the start
 
 
 @dataclass
@@ -72,7 +77,9 @@ class Runtime:
         merged = merged_settings(scenarios)
         locale = merged.locale
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
-        engine = ScopedEngine(scenarios, generator=generator, fallback=settings.fallback)
+        engine = ScopedEngine(
+            scenarios, generator=generator, fallback=settings.fallback, render_chars=settings.max_rendered_chars
+        )
         profile = PROFILES[settings.profile or merged.profile or DEFAULT_PROFILE]
         runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters(), journal_for(settings))
         runtime.faults = FaultBook(seed=settings.seed)
@@ -200,9 +207,16 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     Returns a Response, or a Delivery on the timing plan.
     """
     context = runtime.context
+    size = 0
+
+    def keep(raw: bytes | bytearray, value: Any, is_json: bool) -> None:
+        nonlocal size
+        size = len(raw)
+        if entry is not None:
+            runtime.journal.keep_body(entry, raw, value, is_json)
+
     try:
         key = adapter.authenticate(request, context)
-        keep = None if entry is None else partial(runtime.journal.keep_body, entry)
         body = await read_json(request, runtime.settings.max_body_bytes, keep)
         exchange, options = adapter.parse(body, request, key, context)
         asked_timing = timing_from_headers(exchange.headers)
@@ -217,10 +231,10 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
         return Response(status_code=499)
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
-    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault)
+    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=size > OFF_LOOP_BYTES)
     limiter = runtime.limiter()
     if limiter is None:
-        return call.answer()
+        return await call.answer()
     prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
     admission = limiter.admit(exchange, prompt, adapter.protocol)
     if admission.refusal is not None:
@@ -228,7 +242,7 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
         return error_response(runtime, adapter, admission.refusal, entry)
     call.limits = (limiter, admission)
     try:
-        response = call.answer()
+        response = await call.answer()
     except BaseException:
         limiter.release(admission)
         raise
@@ -246,6 +260,7 @@ class Call:
     entry: Entry | None
     asked_timing: TimingSpec | None
     asked_fault: FaultRule | None
+    large: bool = False  # a body this large is matched in a worker thread from the start
     limits: tuple[Limiter, Admission] | None = None
 
     @property
@@ -259,7 +274,7 @@ class Call:
                 self.entry.fault = fault
                 self.runtime.faults.record(self.entry.id, fault)
 
-    def answer(self) -> ASGIApp:
+    async def answer(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
         faults, background = runtime.faults, runtime.engine.settings.faults
         fault = who = None
@@ -268,11 +283,19 @@ class Call:
             fault = faults.before_reply(self.asked_fault, who, background)
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
-        outcome = runtime.engine.respond(exchange)
-        decision = decision_of(outcome)
+        budget = runtime.settings.match_budget_ms / 1000
+        try:
+            if self.large:
+                raise MoveOffLoop
+            with matching(budget, ON_LOOP_S):
+                outcome, decision = self.decide()
+        except MoveOffLoop:  # long texts, or slow matching: the whole of it again, where it stalls no one
+            outcome, decision = await asyncio.to_thread(self.decide_within, budget)
         if entry is not None:
             entry.rule = outcome.rule
             entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
+            if decision.misses:
+                entry.misses = [asdict(miss) for miss in decision.misses]
         if fault is None and decision.fault is not None:
             fault = faults.pick([decision.fault], who or Who.of(exchange))
             if fault is not None and not fault.fault.spec.needs_reply:
@@ -293,6 +316,15 @@ class Call:
         if exchange.stream:
             return self.stream_response(shaped, plan, headers, fault)
         return self.json_response(shaped, plan, headers, fault)
+
+    def decide(self) -> tuple[Reply | Failure, Decision]:
+        outcome = self.runtime.engine.respond(self.exchange)
+        return outcome, decision_of(outcome)
+
+    def decide_within(self, budget: float) -> tuple[Reply | Failure, Decision]:
+        """`decide` in a worker thread, with the whole matching budget."""
+        with matching(budget):
+            return self.decide()
 
     def stream_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
         adapter, context = self.adapter, self.runtime.context
@@ -342,8 +374,6 @@ class Call:
 
     def failure_response(self, failure: Failure, latency: FaultRule | None) -> ASGIApp:
         runtime, entry = self.runtime, self.entry
-        if failure.rule is None and entry is not None and entry.action == "fail":  # the error fallback: why each missed
-            entry.misses = [asdict(miss) for miss in runtime.engine.explain(self.exchange)[:3]]
         if latency is not None:
             self.note("fault", latency.fault.label)
         if self.headers:

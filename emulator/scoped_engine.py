@@ -21,11 +21,18 @@ FAIL_NEXT_RULE = "fail_next"  # the rule name journaled for an injected failure
 
 
 class ScopedEngine(Engine):
-    def __init__(self, scenarios: Sequence[Scenario], *, generator: Generator, fallback: str | None = None) -> None:
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        *,
+        generator: Generator,
+        fallback: str | None = None,
+        render_chars: int | None = None,
+    ) -> None:
         self._overlays: dict[str, list[Scenario]] = {}
         self._overlay_engines: dict[str, Engine] = {}
         self._failures: dict[str, deque[Failure]] = {}
-        super().__init__(scenarios, generator=generator, fallback=fallback)
+        super().__init__(scenarios, generator=generator, fallback=fallback, render_chars=render_chars)
 
     # ------------------------------------------------------------ shared scenarios
 
@@ -71,6 +78,7 @@ class ScopedEngine(Engine):
             generator=self.generator,
             fallback=self.fallback_flag,
             reply_generator=self.reply_generator,
+            render_chars=self.render_chars,
         )
         engine.state = self.state  # counters stay keyed by (scope, rule), shared with the plain engine
         self._overlay_engines[scope] = engine
@@ -94,9 +102,9 @@ class ScopedEngine(Engine):
         engine = self._for(exchange)
         return engine.match(exchange) if engine else super().match(exchange)
 
-    def explain(self, exchange: Exchange) -> list[RuleMiss]:
+    def explain(self, exchange: Exchange, limit: int | None = None) -> list[RuleMiss]:
         engine = self._for(exchange)
-        return engine.explain(exchange) if engine else super().explain(exchange)
+        return engine.explain(exchange, limit) if engine else super().explain(exchange, limit)
 
     @property
     def declared_models(self) -> list[DeclaredModel]:

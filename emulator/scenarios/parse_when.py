@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +23,9 @@ from emulator.scenarios.matchers import (
     ToolsOffered,
 )
 from emulator.scenarios.problems import Pos
+from emulator.scenarios.regexes import RegexError
 from emulator.scenarios.schema import ENDPOINTS, KEYS, PRESENCE, TEXT_KINDS
-from emulator.scenarios.textmatch import TextMatcher, ValueTest
+from emulator.scenarios.textmatch import TextMatcher, ValueTest, segment_problem
 from emulator.scenarios.yamlpos import YList, YMap, to_plain
 
 _MATCHER_HINT = f"text or a text matcher mapping ({words(TEXT_KINDS)})"
@@ -84,8 +84,8 @@ def _matcher_mapping(check: Checker, data: YMap, subject: str, known_keys: bool 
         return INVALID
     try:
         return TextMatcher.build(kind, values, ignore_case)
-    except re.error as error:
-        return check.error(data.at(kind), f"invalid regex {values[0]!r} in {subject}: {error.msg}")
+    except RegexError as error:
+        return check.error(data.at(kind), f"invalid regex {values[0]!r} in {subject}: {error}")
 
 
 def value_test(check: Checker, value: Any, pos: Pos, subject: str) -> Any:
@@ -112,6 +112,10 @@ def _path(check: Checker, key: Any, pos: Pos, what: str) -> Any:
     segments = tuple(key.split("."))
     if "" in segments:
         return check.error(pos, f"{what} {key!r} has an empty part between dots")
+    for segment in segments:
+        problem = segment_problem(segment)
+        if problem is not None:
+            return check.error(pos, f"{what}: {problem}")
     return segments
 
 
