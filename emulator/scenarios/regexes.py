@@ -93,7 +93,11 @@ class Regex:
         try:
             self._compiled = re2.compile(pattern, _options(ignore_case))
         except re2.error as error:
-            reason = error.args[0].decode("utf-8", "replace") if error.args and isinstance(error.args[0], bytes) else str(error)
+            reason = (
+                error.args[0].decode("utf-8", "replace")
+                if error.args and isinstance(error.args[0], bytes)
+                else str(error)
+            )
             raise RegexError(f"{reason} (scenario regexes are RE2: no lookarounds or backreferences)") from None
 
     def search(self, text: str) -> Any:
