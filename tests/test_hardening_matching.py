@@ -121,3 +121,20 @@ def test_a_scenario_regex_rejected_by_re2_is_a_positioned_problem():
 def test_a_request_tool_schema_cannot_make_generation_unbounded(schema):
     value = Generator().from_schema(schema, "k")
     assert len(str(value)) < 500_000  # about 10,000 values at most
+
+
+def test_template_output_is_bounded():
+    echo = "{{ last_user }}" * 200
+    http = client(
+        f"rules:\n  - name: echo\n    when: {{last_user: {{contains: x}}}}\n    reply: {{content: '{echo}'}}\n"
+    )
+    response, entry = ask(http, "x" * 100_000)  # 20 MB if rendered whole (1 MB: 200 MB, 1.4 GB of memory)
+    assert response.status_code == 400 and entry["duration_ms"] < 1000
+    error = response.json()["error"]
+    assert (
+        error["code"] == "reply_too_large"
+        and "'echo'" in error["message"]
+        and "--max-rendered-chars" in error["message"]
+    )
+    response, _ = ask(http, "x" * 100)
+    assert response.json()["choices"][0]["message"]["content"] == "x" * 100 * 200
