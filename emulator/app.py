@@ -30,6 +30,7 @@ from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
 from emulator.ratelimit import Admission, Limiter
+from emulator.response_store import ResponseStore
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
 from emulator.scenarios.actions import Decision
 from emulator.scenarios.engine import decision_of
@@ -81,7 +82,8 @@ class Runtime:
             scenarios, generator=generator, fallback=settings.fallback, render_chars=settings.max_rendered_chars
         )
         profile = PROFILES[settings.profile or merged.profile or DEFAULT_PROFILE]
-        runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters(), journal_for(settings))
+        adapters = default_adapters(settings)
+        runtime = cls(settings, profile, catalog_for(engine), engine, adapters, journal_for(settings))
         runtime.faults = FaultBook(seed=settings.seed)
         runtime.scenario_status.from_files = len(scenarios)
         return runtime
@@ -156,8 +158,9 @@ def journal_for(settings: Settings) -> Journal:
     )
 
 
-def default_adapters() -> list[Adapter]:
-    return [ChatAdapter(), ResponsesAdapter(), MessagesAdapter()]
+def default_adapters(settings: Settings | None = None) -> list[Adapter]:
+    store = ResponseStore(max_bytes=settings.store_bytes) if settings is not None else ResponseStore()
+    return [ChatAdapter(), ResponsesAdapter(store), MessagesAdapter()]
 
 
 def catalog_for(engine: Engine) -> Catalog:

@@ -33,6 +33,7 @@ LIMIT_FLAGS = (
     LimitFlag("journal_header_bytes", int, "a header value longer than this is journaled cut", low=0),
     LimitFlag("max_header_bytes", int, "a request head (request line and headers) larger than this gets a 431"),
     LimitFlag("control_body_bytes", int, "a control API body larger than this gets a 413"),
+    LimitFlag("store_bytes", int, "bytes each store of conversations (stored responses, threads) keeps, about"),
     LimitFlag("max_rendered_chars", int, "what one reply's templates may render to, in characters"),
     LimitFlag("match_budget_ms", float, "time scenario regexes may take for one request, in all (ms)", low=0.001),
     LimitFlag("header_timeout_s", float, "a request's head must arrive within this (s)", low=0.001),

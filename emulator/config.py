@@ -42,6 +42,7 @@ class Settings:
     journal_header_bytes: int = 4 * KIB  # a header value longer than this is journaled cut
     max_header_bytes: int = 64 * KIB  # a request's head (request line and headers) past this: 431
     control_body_bytes: int = 4 * MIB  # a control API body past this: 413
+    store_bytes: int = 128 * MIB  # bytes each store of conversations (stored responses, threads) keeps, about
     max_rendered_chars: int = 1 * MIB  # what one reply's templates may render to, in all
     match_budget_ms: float = 250.0  # the time scenario regexes may take for one request, in all
     header_timeout_s: float = 60.0  # a request's head must arrive within this

@@ -53,7 +53,8 @@ class ResponsesOptions:
     """What rendering needs beyond the Exchange: the request fields the Response repeats, and what to store."""
 
     echo: Mapping[str, Any]
-    input_items: tuple[Item, ...]  # the conversation so far, stored with the response
+    new_items: tuple[Item, ...]  # this request's input items, stored with the response
+    previous: StoredResponse | None = None  # the stored response it continues
     store: bool = True
     include: frozenset[str] = frozenset()
     test_id: str = ""
@@ -300,7 +301,8 @@ def parse(
     )
     options = ResponsesOptions(
         echo=_echo(request),
-        input_items=tuple(items),
+        new_items=tuple(items[len(history) :]),
+        previous=previous,
         store=request.store is not False,
         include=frozenset(request.include or ()),
         test_id=headers.get(TEST_ID_HEADER, ""),
@@ -666,7 +668,7 @@ class ResponsesAdapter(Adapter):
 
     def _kept(self, body: dict[str, Any], options: ResponsesOptions) -> dict[str, Any]:
         if options.store:
-            self.store.put(StoredResponse(body, options.input_items, options.test_id))
+            self.store.put(body, options.new_items, options.previous, options.test_id)
         return body
 
     def _stored(self, request: Request) -> StoredResponse:
