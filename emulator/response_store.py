@@ -69,7 +69,9 @@ class ResponseStore:
         """Store a response: its request's own input items (not those it continues) and its output."""
         items = (*new_input, *body["output"])
         parent = previous.link if previous is not None else None
-        return StoredResponse(self._chains.put(body["id"], items, (body, len(new_input)), parent=parent, test_id=test_id))
+        return StoredResponse(
+            self._chains.put(body["id"], items, (body, len(new_input)), parent=parent, test_id=test_id)
+        )
 
     def get(self, response_id: str) -> StoredResponse | None:
         link = self._chains.get(response_id)
