@@ -79,13 +79,18 @@ class Runtime:
         locale = merged.locale
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
         engine = ScopedEngine(
-            scenarios, generator=generator, fallback=settings.fallback, render_chars=settings.max_rendered_chars
+            scenarios,
+            generator=generator,
+            fallback=settings.fallback,
+            render_chars=settings.max_rendered_chars,
+            ttl_s=settings.test_state_ttl_s,
         )
         profile = PROFILES[settings.profile or merged.profile or DEFAULT_PROFILE]
         adapters = default_adapters(settings)
         runtime = cls(settings, profile, catalog_for(engine), engine, adapters, journal_for(settings))
         runtime.faults = FaultBook(seed=settings.seed)
         runtime.scenario_status.from_files = len(scenarios)
+        engine.on_forget = lambda had_overlay: setattr(runtime, "catalog", catalog_for(engine))
         return runtime
 
     @property

@@ -98,3 +98,45 @@ def test_chained_requests_over_http_grow_the_store_linearly():
         sizes.append(store.bytes)
     growth = [b - a for a, b in zip(sizes[10:], sizes[11:], strict=False)]
     assert max(growth) < 2 * min(growth), (min(growth), max(growth))  # each turn adds about the same
+
+
+# ── per-test-id state ────────────────────────────────────────────────────────
+
+SEQUENCE = "rules:\n  - name: seq\n    when: {last_user: go}\n    sequence: [{reply: {content: one}}, {reply: {content: two}}]\n"
+
+
+def test_a_test_ids_state_is_forgotten_once_idle(monkeypatch):
+    import emulator.scoped_engine as scoped
+
+    now = [1000.0]
+    monkeypatch.setattr(scoped.time, "monotonic", lambda: now[0])
+    http = TestClient(
+        build_app(Settings(test_state_ttl_s=600)), base_url="http://127.0.0.1", raise_server_exceptions=False
+    )
+    engine = http.app.state.runtime.engine
+    yaml = {"content-type": "application/yaml"}
+    http.post("/_emulator/scenarios", content=SEQUENCE, headers=yaml)
+    overlay = "rules:\n  - when: {last_user: mine}\n    reply: {content: own}\n"
+    http.post("/_emulator/scenarios", content=overlay, headers={**yaml, "x-emulator-test-id": "old"})
+    http.post("/_emulator/fail_next", json={"count": 5}, headers={"x-emulator-test-id": "old"})
+    go = {"model": "glm-5", "messages": [{"role": "user", "content": "go"}]}
+    http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": "seq-user"})
+    assert engine.scopes() == ["old"] and engine.pending_failures("old") == 5
+    now[0] += 601
+    http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": "fresh"})  # sweeps
+    assert engine.scopes() == [] and engine.pending_failures("old") == 0
+    assert {scope for scope, _ in engine.state._counts} == {"fresh"}
+    answer = http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": "seq-user"})
+    assert answer.json()["choices"][0]["message"]["content"] == "one"  # its sequence started over
+
+
+def test_test_ids_without_end_keep_a_bounded_state():
+    http = TestClient(build_app(Settings()), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    engine = http.app.state.runtime.engine
+    engine.max_scopes = 50
+    http.post("/_emulator/scenarios", content=SEQUENCE, headers={"content-type": "application/yaml"})
+    go = {"model": "glm-5", "messages": [{"role": "user", "content": "go"}]}
+    for n in range(300):
+        http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": f"t{n}"})
+    assert len(engine.state._counts) <= 50 and len(engine._used) <= 50
+    assert ("t299", engine.rules[0].key) in engine.state._counts
