@@ -22,7 +22,7 @@ from emulator.fault_effects import break_stream, error_failure, event_failure, t
 from emulator.faults import FaultBook, FaultRule, Who
 from emulator.front import Endpoint, Front
 from emulator.generate import Generator
-from emulator.http import bearer_key, json_response, json_text_response, read_json
+from emulator.http import bearer_key, dumps, json_response, json_text_response, read_json
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, current_entry, elapsed_ms
 from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
 from emulator.protocols.anthropic_messages import MessagesAdapter
@@ -38,9 +38,11 @@ from emulator.scenarios.regexes import MoveOffLoop, matching
 from emulator.scoped_engine import ScopedEngine
 from emulator.shaping import Shaped, shape
 from emulator.streaming import SSE_HEADERS, Delivery, encode
+from emulator.test_scope import SCOPE_PREFIX
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
 
+SHUTTING_DOWN = "The server is shutting down; retry the request."
 ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
 OFF_LOOP_BYTES = 256 * 1024  # a request body this large is matched in a worker thread from the start
 
@@ -161,6 +163,18 @@ def journal_for(settings: Settings) -> Journal:
         body_bytes=settings.journal_body_bytes,
         header_bytes=settings.journal_header_bytes,
     )
+
+
+def error_body_for(runtime: Runtime) -> Callable[[str, int, str], bytes]:
+    """What the connection layer (emulator/transport.py) answers its own errors with: the path's envelope."""
+
+    def error_body(path: str, status: int, message: str) -> bytes:
+        if path.startswith(SCOPE_PREFIX):  # /_emulator/t/<test id>/v1/…: the path after the test id
+            path = "/" + path[len(SCOPE_PREFIX) :].partition("/")[2]
+        adapter = runtime.adapter_for(path)
+        return dumps(adapter.error_body(Failure(status=status, message=message), runtime.context)).encode()
+
+    return error_body
 
 
 def default_adapters(settings: Settings | None = None) -> list[Adapter]:
@@ -396,7 +410,8 @@ class Call:
         if rule.fault.kind == "error":
             failure = error_failure(rule.fault, self.adapter.protocol, self.headers)
             return error_response(self.runtime, self.adapter, failure, self.entry)
-        return transport_fault(rule.fault, self.on_stream_done)
+        stopping = Failure(status=503, message=SHUTTING_DOWN)
+        return transport_fault(rule.fault, self.on_stream_done, error_response(self.runtime, self.adapter, stopping))
 
 
 def _latency_s(fault: FaultRule | None) -> float:

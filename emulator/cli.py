@@ -152,12 +152,10 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
-    from emulator.app import Runtime, build_app
+    from emulator.app import Runtime, build_app, error_body_for
     from emulator.scenarios import ScenarioError
+    from emulator.server import GracefulServer, server_config
     from emulator.streaming import steady_gc
-    from emulator.transport import http_protocol
 
     try:
         runtime = Runtime.from_settings(settings)
@@ -174,19 +172,13 @@ def serve(settings: Settings) -> int:
     shown_host = f"[{host}]" if ":" in host else host
     app = build_app(settings, runtime)
     steady_gc()  # no collector pauses in the middle of timed streams
-    config = uvicorn.Config(
-        app,
-        log_level=settings.log_level,
-        access_log=settings.log_level in ("debug", "trace"),
-        http=http_protocol(),  # gives faults the connection (reset, empty reply, truncated body)
-        timeout_graceful_shutdown=5,  # a hanging or stalled stream must not hold up Ctrl-C / docker stop
-    )
+    config = server_config(app, settings, error_body_for(runtime))
     if settings.watch:
         from emulator.watch import WatchingServer
 
-        server = WatchingServer(config, runtime)
+        server: GracefulServer = WatchingServer(config, runtime)
     else:
-        server = uvicorn.Server(config)
+        server = GracefulServer(config)
     print(f"tokenhub-emulator listening on http://{shown_host}:{port}", flush=True)
     server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
     return 0

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.ids import uuid4_hex
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, Unread, decoded_headers, elapsed_ms
+from emulator.streaming import Drain
 from emulator.test_scope import SCOPE_PREFIX, unscoped
 
 REQUEST_ID_HEADERS = (b"x-request-id", b"request-id")  # OpenAI's SDK reads the first, Anthropic's the second
@@ -96,6 +97,7 @@ class Front(Starlette):
         self.protocol_for = protocol_for
         self.on_crash = on_crash
         self.endpoints = {path: (endpoint, protocol_for(path)) for path, endpoint in endpoints.items()}
+        self.drain = Drain()  # open deliveries, told to finish when the server stops (emulator/streaming.py)
         self._handlers: tuple[dict[Any, Any], dict[int, Any]] = ({}, {})
 
     def build_middleware_stack(self) -> ASGIApp:

@@ -50,13 +50,12 @@ def shown_upstream(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from emulator.app import Runtime, build_app
+    from emulator.app import Runtime, build_app, error_body_for
     from emulator.cli import _bind
     from emulator.record_cassette import Cassette
     from emulator.record_proxy import Recorder
     from emulator.scenarios import ScenarioError
+    from emulator.server import GracefulServer, server_config
 
     out: Path = args.out
     exists = out.exists()
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     doing = "replaying" if replay_only else f"recording {shown_upstream(args.upstream)} ({args.mode})"
-    config = uvicorn.Config(recorder, log_level=settings.log_level, access_log=False, lifespan="off")
+    config = server_config(recorder, settings, error_body_for(runtime), access_log=False, lifespan="off")
     print(f"tokenhub-emulator {doing} to {out}, listening on http://{host}:{port}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    GracefulServer(config).run(sockets=[sock])
     return 0

@@ -20,6 +20,7 @@ import watchfiles
 
 from emulator.scenarios import ScenarioError, load_scenarios
 from emulator.scenarios.loader import SUFFIXES
+from emulator.server import GracefulServer
 
 if TYPE_CHECKING:
     from emulator.app import Runtime
@@ -80,8 +81,8 @@ async def watch(runtime: Runtime, stop: asyncio.Event) -> None:
         reload(runtime)
 
 
-class WatchingServer(uvicorn.Server):
-    """uvicorn's server, plus the watch task on its own event loop for as long as it serves."""
+class WatchingServer(GracefulServer):
+    """The server, plus the watch task on its own event loop for as long as it serves."""
 
     def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
         super().__init__(config)
