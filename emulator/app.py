@@ -41,6 +41,7 @@ from emulator.streaming import SSE_HEADERS, Delivery, encode
 from emulator.test_scope import SCOPE_PREFIX
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
+from emulator.transport import refusal_of
 
 SHUTTING_DOWN = "The server is shutting down; retry the request."
 ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
@@ -247,10 +248,13 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
         if entry is not None:
             entry.action = "rejected"
         return error_response(runtime, adapter, exc.failure, entry)
-    except ClientDisconnect:  # the client left while sending its body: nothing can be answered
+    except ClientDisconnect:  # the client left while sending its body (or stopped sending it): nothing to answer
+        refusal = refusal_of(request.scope)
         if entry is not None:
-            entry.action, entry.disconnected = "rejected", True
-        return Response(status_code=499)
+            entry.action, entry.disconnected = "rejected", refusal is None
+            if refusal is not None:
+                entry.error = {"message": refusal[1]}
+        return Response(status_code=refusal[0] if refusal is not None else 499)
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
     call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=size > OFF_LOOP_BYTES)

@@ -37,6 +37,7 @@ from typing import Any
 from emulator.ids import uuid4_hex
 
 TRANSPORT_EXTENSION = "tokenhub.transport"
+REFUSED_EXTENSION = "tokenhub.refused"  # (status, message) the connection layer answered a request with itself
 log = logging.getLogger("uvicorn.error")
 
 ErrorBody = Callable[[str, int, str], bytes]  # (path, status, message) → a JSON error body in the path's envelope
@@ -175,6 +176,7 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
                 self.transport.write(head + body)
                 self.transport.close()
             if cycle is not None and not cycle.response_complete:  # the app, waiting for the body, sees the client go
+                cycle.scope.setdefault("extensions", {})[REFUSED_EXTENSION] = (status, message)
                 cycle.disconnected = True
                 cycle.message_event.set()
 
@@ -296,6 +298,11 @@ class OneWrite:
 
     def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface
         return getattr(self.transport, name)
+
+
+def refusal_of(scope: Any) -> tuple[int, str] | None:
+    """The answer the connection layer sent for this request itself (a body that stopped coming), if any."""
+    return (scope.get("extensions") or {}).get(REFUSED_EXTENSION)
 
 
 def transport_of(scope: Any) -> asyncio.Transport | None:
