@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("uvicorn.error.watch")  # printed by uvicorn's handler, at --log-level
 DEBOUNCE_MS = 100  # editors write a file in several steps; wait this long for them to settle
+REAPPEAR_S = 0.3  # a deleted file may be on its way back (an editor's or git's replace): wait before reloading
 
 
 def reload(runtime: Runtime) -> bool:
@@ -75,9 +76,13 @@ async def watch(runtime: Runtime, stop: asyncio.Event) -> None:
     if not paths:
         log.warning("--watch: no scenario paths to watch")
         return
-    async for _changes in watchfiles.awatch(
+    async for changes in watchfiles.awatch(
         *watched_roots(paths), watch_filter=ScenarioFilter(paths), stop_event=stop, debounce=DEBOUNCE_MS, step=50
     ):
+        if any(change == watchfiles.Change.deleted for change, _ in changes):
+            # Reloading now would serve the folder without the file until it is back; the previous scenarios
+            # keep serving while it has the time to come back.
+            await asyncio.sleep(REAPPEAR_S)
         reload(runtime)
 
 
