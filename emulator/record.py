@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from emulator.config import LOG_LEVELS, Settings, env_default
 
 MODES = ("once", "new", "replay")
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # an upstream answer larger than this (inflated) is not recorded
+DEFAULT_MAX_S = 600.0  # an upstream answer that takes longer is cut off, not recorded
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -40,10 +42,24 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="send the key in this environment variable upstream instead of the client's own",
     )
     record.add_argument("--log-level", default=env_default("log_level", "info"), choices=LOG_LEVELS, type=str.lower)
+    record.add_argument(
+        "--max-record-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help=f"an upstream answer larger than this (inflated) is passed on but not recorded (default {DEFAULT_MAX_BYTES})",
+    )
+    record.add_argument(
+        "--max-record-seconds",
+        type=float,
+        default=DEFAULT_MAX_S,
+        metavar="S",
+        help=f"an upstream answer that takes longer is cut off and not recorded (default {DEFAULT_MAX_S:g})",
+    )
 
 
 def shown_upstream(url: str) -> str:
-    """Scheme, host and port only: credentials and query strings stay out of the file."""
+    """Scheme, host and port only: credentials and query strings stay out of files and logs."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
@@ -88,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         record_all=args.mode == "once" and not exists,
         replay_only=replay_only,
         upstream_key=key,
+        max_bytes=args.max_record_bytes,
+        max_s=args.max_record_seconds,
     )
     try:
         sock = _bind(settings.host, settings.port)
