@@ -177,8 +177,9 @@ class Engine:
         """
         scope = exchange.headers.get(SCOPE_HEADER, "")
         cut: list[RuleMiss] = []
-        for rule, settings, captures in self._index.candidates(exchange):
-            check_slice()
+        for tried, (rule, settings, captures) in enumerate(self._index.candidates(exchange)):
+            if tried & 15 == 15:  # now and then: a regex checks the clock itself
+                check_slice()
             try:
                 if not rule.when.matches(exchange):
                     continue

@@ -92,7 +92,7 @@ class TextMatcher:
 
     def matches(self, text: str) -> bool:
         if self.pattern is not None:
-            return self.pattern.search(text) is not None
+            return self.pattern.found(text)
         values = self.folded
         if self.ignore_case:
             text = text.casefold()
