@@ -87,8 +87,9 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
         head_since: float | None = None  # the request head started (or the connection opened) at
         body_since: float | None = None  # the body last made progress at
         idle_since: float = 0.0  # the connection last started or finished something at (to pick whom to close)
-        head_bytes = 0
-        refusal: tuple[int, str] | None = None  # an answer decided here, sent once the parser returns
+        head_bytes = 0  # of the head being read
+        reading_head = True  # what comes next on the connection is (the rest of) a request head
+        head_start = b""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(OneWrite(transport))  # type: ignore[arg-type]
@@ -101,58 +102,44 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
                 )
 
         def data_received(self, data: bytes) -> None:
+            if self.reading_head:  # the head's size, counted before the parser keeps any of it
+                if not self.head_bytes:
+                    self.head_start = data[:512]  # its request line: whose envelope an error is written in
+                counted = self.head_bytes + len(data)
+                self.head_bytes = counted
+                if counted > limits.max_header_bytes:
+                    end = data.find(b"\r\n\r\n")
+                    if end < 0 or counted - len(data) + end > limits.max_header_bytes:
+                        self.answer(
+                            431,
+                            f"Request header fields too large: the request line and headers may hold "
+                            f"{limits.max_header_bytes} bytes at most.",
+                        )
+                        return
             super().data_received(data)
-            if self.refusal is not None and not self.transport.is_closing():
-                self.answer(*self.refusal)
 
         def on_message_begin(self) -> None:  # a new request's scope is built here
             super().on_message_begin()
             self.scope["extensions"] = {TRANSPORT_EXTENSION: self.transport}
-            self.head_bytes = 0
             self.head_since = self.idle_since = time.monotonic()
 
-        def on_url(self, url: bytes) -> None:
-            if self._counted(len(url)):
-                super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            if self._counted(len(name) + len(value) + 4):
-                super().on_header(name, value)
-
-        def _counted(self, size: int) -> bool:
-            if self.refusal is not None:
-                return False
-            self.head_bytes += size
-            if self.head_bytes > limits.max_header_bytes:
-                self.refusal = (
-                    431,
-                    f"Request header fields too large: the request line and headers may hold "
-                    f"{limits.max_header_bytes} bytes at most.",
-                )
-                return False
-            return True
-
         def on_headers_complete(self) -> None:
-            if self.refusal is not None:
-                return
+            self.reading_head = False
             self.head_since = None
             self.body_since = time.monotonic()
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
-            if self.refusal is not None:
-                return
             self.body_since = time.monotonic()
             super().on_body(body)
 
         def on_message_complete(self) -> None:
-            if self.refusal is not None:
-                return
             self.body_since = None
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
             self.idle_since = time.monotonic()
+            self.reading_head, self.head_bytes = True, 0  # what comes next on this connection is a head
             super().on_response_complete()
 
         def send_400_response(self, msg: str) -> None:  # bytes that are not HTTP: uvicorn's plain text, replaced
@@ -162,11 +149,13 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
             """Answer with an error in the path's envelope and close: the app never saw this request (or, for a
             body that stopped coming, has not answered it yet and is told the client left)."""
             self.head_since = self.body_since = None
+            self.reading_head = False
             cycle = self.cycle
             if cycle is not None and cycle.response_started and not cycle.response_complete:
                 self.transport.close()  # too late for an answer: the app's is under way
                 return
-            path = (self.url or b"").split(b"?", 1)[0].decode("latin-1") if hasattr(self, "url") else ""
+            target = getattr(self, "url", b"") or self.head_start.split(b"\r\n", 1)[0].partition(b" ")[2]
+            path = target.split(b"?", 1)[0].split(b" ", 1)[0].decode("latin-1")
             body = error_body(path, status, message)
             request_id = b"req_" + uuid4_hex().encode()
             head = b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())
