@@ -117,3 +117,20 @@ def test_entries_and_clearing_keep_the_count_right():
     assert [e.id for e in journal.entries()] == [3, 4, 5]
     journal.clear()
     assert journal.bytes == 0 and journal.entries() == []
+
+
+def test_three_million_bad_items_fail_at_the_first_not_after_all():
+    """A 9 MB body of `{}` items: validation stops at the first bad one (it made three million errors: 20 s, 4 GB)."""
+    with client() as http:
+        for path, field in (
+            ("/v1/chat/completions", "messages"),
+            ("/v1/responses", "input"),
+            ("/v1/messages", "messages"),
+        ):
+            raw = (
+                b'{"model": "glm-5", "max_tokens": 5, "%s": [' % field.encode() + b",".join([b"{}"] * 3_000_000) + b"]}"
+            )
+            headers = {"authorization": f"Bearer {KEY}", "x-api-key": KEY, "content-type": "application/json"}
+            assert http.post(path, content=raw, headers=headers).status_code == 400
+            entry = http.get("/_emulator/journal", params={"limit": 1}).json()["data"][-1]
+            assert entry["duration_ms"] < 3000, (path, entry["duration_ms"])

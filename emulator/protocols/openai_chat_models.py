@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emulator.protocols.validation import FAIL_FAST
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
@@ -67,20 +69,20 @@ class ToolCallIn(_Lenient):
 
 class SystemMessage(_Lenient):
     role: Literal["system", "developer"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], FAIL_FAST]
     name: str | None = None
 
 
 class UserMessage(_Lenient):
     role: Literal["user"]
-    content: str | list[UserPart]
+    content: str | Annotated[list[UserPart], FAIL_FAST]
     name: str | None = None
 
 
 class AssistantMessage(_Lenient):
     role: Literal["assistant"]
-    content: str | list[AssistantPart] | None = None
-    tool_calls: list[ToolCallIn] | None = None
+    content: str | Annotated[list[AssistantPart], FAIL_FAST] | None = None
+    tool_calls: Annotated[list[ToolCallIn], FAIL_FAST] | None = None
     reasoning_content: str | None = None
     refusal: str | None = None
     name: str | None = None
@@ -88,7 +90,7 @@ class AssistantMessage(_Lenient):
 
 class ToolMessage(_Lenient):
     role: Literal["tool"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], FAIL_FAST]
     tool_call_id: str
 
 
@@ -175,7 +177,7 @@ ResponseFormat = Annotated[
 
 class ChatCompletionRequest(_Lenient):
     model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: Annotated[list[ChatMessage], FAIL_FAST] = Field(min_length=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -183,7 +185,7 @@ class ChatCompletionRequest(_Lenient):
     n: int | None = Field(default=None, ge=1, le=128)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], FAIL_FAST] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, int] | None = None
@@ -191,7 +193,7 @@ class ChatCompletionRequest(_Lenient):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     seed: int | None = None
     user: str | None = None
-    tools: list[ToolDefinition] | None = None
+    tools: Annotated[list[ToolDefinition], FAIL_FAST] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
