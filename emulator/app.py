@@ -45,7 +45,7 @@ from emulator.transport import refusal_of
 
 SHUTTING_DOWN = "The server is shutting down; retry the request."
 ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
-OFF_LOOP_BYTES = 256 * 1024  # a request body this large is matched in a worker thread from the start
+OFF_LOOP_BYTES = 256 * 1024  # a request body this large is read and matched in a worker thread
 
 
 @dataclass
@@ -241,7 +241,10 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     try:
         key = adapter.authenticate(request, context)
         body = await read_json(request, runtime.settings.max_body_bytes, keep)
-        exchange, options = adapter.parse(body, request, key, context)
+        if size > OFF_LOOP_BYTES:  # a long conversation: read it where the Python part of the work stalls no one
+            exchange, options = await asyncio.to_thread(adapter.parse, body, request, key, context)
+        else:
+            exchange, options = adapter.parse(body, request, key, context)
         asked_timing = timing_from_headers(exchange.headers)
         asked_fault = runtime.faults.from_header(exchange.headers)
     except ApiError as exc:

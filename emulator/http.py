@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from emulator import json_steps
 from emulator.errors import ApiError
 
 
@@ -111,7 +112,7 @@ async def read_json(
         raise _too_large(max_bytes)
     body = await read_body(request, max_bytes)
     try:
-        value = parse_json(body)
+        value = await parse_json_in_slices(body) if json_steps.dense(body) else parse_json(body)
     except ApiError:
         if keep is not None:
             keep(body, None, False)
@@ -134,19 +135,35 @@ def parse_json(body: bytes | bytearray) -> Any:
                 value = _decode(text)  # trailing whitespace, or the error json.loads raises
         else:
             value = json.loads(body)
-    except UnicodeDecodeError:
-        raise ApiError.invalid("The request body is not valid UTF-8.") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError.invalid(
-            f"We could not parse the JSON body of your request: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
-    except RecursionError:
-        raise ApiError.invalid("The JSON body of your request is nested too deeply.") from None
-    except ValueError:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
-        raise ApiError.invalid("The JSON body of your request holds a number too large to read.") from None
+    except (ValueError, RecursionError) as error:
+        raise _not_json(error) from None
     if _SURROGATE_ESCAPE.search(body):
         _reject_unpaired_surrogates(value)
     return value
+
+
+async def parse_json_in_slices(body: bytes | bytearray) -> Any:
+    """`parse_json`, for a body too dense to decode without letting the event loop run (emulator/json_steps.py)."""
+    try:
+        value = await json_steps.loads(body.decode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError) as error:
+        raise _not_json(error) from None
+    if _SURROGATE_ESCAPE.search(body):
+        _reject_unpaired_surrogates(value)
+    return value
+
+
+def _not_json(error: Exception) -> ApiError:
+    if isinstance(error, UnicodeDecodeError):
+        return ApiError.invalid("The request body is not valid UTF-8.")
+    if isinstance(error, json.JSONDecodeError):
+        return ApiError.invalid(
+            f"We could not parse the JSON body of your request: {error.msg} at line {error.lineno} column {error.colno}."
+        )
+    if isinstance(error, RecursionError):
+        return ApiError.invalid("The JSON body of your request is nested too deeply.")
+    # an integer of more digits than int() converts (sys.get_int_max_str_digits)
+    return ApiError.invalid("The JSON body of your request holds a number too large to read.")
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes | bytearray:

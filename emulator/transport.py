@@ -90,6 +90,7 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
         head_bytes = 0  # of the head being read
         reading_head = True  # what comes next on the connection is (the rest of) a request head
         head_start = b""
+        served = False  # a request on it was answered (a client's keep-alive, not a silent socket)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(OneWrite(transport))  # type: ignore[arg-type]
@@ -138,6 +139,7 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
+            self.served = True
             self.idle_since = time.monotonic()
             self.reading_head, self.head_bytes = True, 0  # what comes next on this connection is a head
             super().on_response_complete()
@@ -170,11 +172,12 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
                 cycle.message_event.set()
 
         def _make_room(self) -> bool:
-            """Close the connection idle longest (waiting for a request, or for the rest of one's head)."""
+            """Close an idle connection (waiting for a request, or for the rest of one's head): one that never
+            had a request answered first (silent, or slow to send its head), then the keep-alive idle longest."""
             idle = [c for c in self.connections if c is not self and (c.cycle is None or c.cycle.response_complete)]
             if not idle:
                 return False
-            oldest = min(idle, key=lambda c: c.idle_since)
+            oldest = min(idle, key=lambda c: (c.served, c.idle_since))
             oldest.head_since = None
             oldest.transport.close()
             return True
