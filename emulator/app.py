@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Scope
 
-from emulator import control, fault_control
+from emulator import control, fault_control, json_steps
 from emulator.config import Settings
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure, Reply
@@ -231,6 +231,7 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     """
     context = runtime.context
     size = 0
+    body: Any = None
 
     def keep(raw: bytes | bytearray, value: Any, is_json: bool) -> None:
         nonlocal size
@@ -241,7 +242,8 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     try:
         key = adapter.authenticate(request, context)
         body = await read_json(request, runtime.settings.max_body_bytes, keep)
-        if size > OFF_LOOP_BYTES:  # a long conversation: read it where the Python part of the work stalls no one
+        large = size > OFF_LOOP_BYTES or adapter.long_read(body)
+        if large:  # read, matched and shaped in a worker thread: the Python part of the work stalls no one
             exchange, options = await asyncio.to_thread(adapter.parse, body, request, key, context)
         else:
             exchange, options = adapter.parse(body, request, key, context)
@@ -250,6 +252,8 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     except ApiError as exc:
         if entry is not None:
             entry.action = "rejected"
+        if size > OFF_LOOP_BYTES and isinstance(body, dict | list):  # millions of objects, maybe: freed in slices
+            json_steps.free_in_slices(body)
         return error_response(runtime, adapter, exc.failure, entry)
     except ClientDisconnect:  # the client left while sending its body (or stopped sending it): nothing to answer
         refusal = refusal_of(request.scope)
@@ -260,7 +264,7 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
         return Response(status_code=refusal[0] if refusal is not None else 499)
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
-    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=size > OFF_LOOP_BYTES)
+    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=large)
     limiter = runtime.limiter()
     if limiter is None:
         return await call.answer()
@@ -313,13 +317,14 @@ class Call:
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
         budget = runtime.settings.match_budget_ms / 1000
+        shaped: Shaped | None = None
         try:
             if self.large:
                 raise MoveOffLoop
             with matching(budget, ON_LOOP_S):
                 outcome, decision = self.decide()
         except MoveOffLoop:  # long texts, or slow matching: the whole of it again, where it stalls no one
-            outcome, decision = await asyncio.to_thread(self.decide_within, budget)
+            outcome, decision, shaped = await asyncio.to_thread(self.decide_within, budget)
         if entry is not None:
             entry.rule = outcome.rule
             entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
@@ -335,7 +340,8 @@ class Call:
             self.note("fault", fault.fault.label)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
         plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
-        shaped = shape(outcome, exchange)
+        if shaped is None:
+            shaped = shape(outcome, exchange)
         if plan.chunk is not None:
             shaped.chunker = plan.chunk.split
         headers = self.headers
@@ -350,10 +356,12 @@ class Call:
         outcome = self.runtime.engine.respond(self.exchange)
         return outcome, decision_of(outcome)
 
-    def decide_within(self, budget: float) -> tuple[Reply | Failure, Decision]:
-        """`decide` in a worker thread, with the whole matching budget."""
+    def decide_within(self, budget: float) -> tuple[Reply | Failure, Decision, Shaped | None]:
+        """`decide` in a worker thread, with the whole matching budget; a reply shaped there too (its token
+        counts are the other long part)."""
         with matching(budget):
-            return self.decide()
+            outcome, decision = self.decide()
+        return outcome, decision, shape(outcome, self.exchange) if isinstance(outcome, Reply) else None
 
     def stream_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
         adapter, context = self.adapter, self.runtime.context

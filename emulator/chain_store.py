@@ -40,11 +40,12 @@ def estimated_bytes(*values: Any) -> int:
 class Link(Generic[V]):
     """One kept turn: what it added (`items`), what it is (`value`), the turn it continues (`parent`)."""
 
-    __slots__ = ("key", "parent", "items", "value", "test_id", "size", "_refs", "_kept")
+    __slots__ = ("key", "parent", "items", "value", "test_id", "size", "length", "_refs", "_kept")
 
     def __init__(self, key: str, parent: Link[V] | None, items: tuple[Item, ...], value: V, test_id: str, size: int):
         self.key = key
         self.parent = parent
+        self.length = len(items) + (parent.length if parent is not None else 0)  # items in the whole conversation
         self.items = items
         self.value = value
         self.test_id = test_id
@@ -90,6 +91,7 @@ class ChainStore(Generic[V]):
         with self._lock:
             if parent is not None and not parent._kept:  # its chain went meanwhile: nothing left to continue
                 link.parent = parent = None
+                link.length = len(link.items)
             if parent is not None:
                 parent._refs += 1
             self._drop_key(key)

@@ -100,10 +100,13 @@ class ScopedEngine(Engine):
             self._expire(now)
 
     def _expire(self, now: float) -> None:
+        """Forget the ids idle past the ttl and those past `max_scopes`, oldest first (as many as go, no more)."""
         self._sweep_at = now + min(self.ttl_s, SWEEP_EVERY_S)
+        used = self._used
         had_overlay = False
-        for scope, last in list(self._used.items()):
-            if len(self._used) <= self.max_scopes and now - last < self.ttl_s:
+        while used:
+            scope, last = next(iter(used.items()))
+            if len(used) <= self.max_scopes and now - last < self.ttl_s:
                 break  # the rest were used more recently
             had_overlay = had_overlay or scope in self._overlays
             self.forget(scope)

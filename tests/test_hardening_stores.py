@@ -125,7 +125,7 @@ def test_a_test_ids_state_is_forgotten_once_idle(monkeypatch):
     now[0] += 601
     http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": "fresh"})  # sweeps
     assert engine.scopes() == [] and engine.pending_failures("old") == 0
-    assert {scope for scope, _ in engine.state._counts} == {"fresh"}
+    assert engine.state.scopes() == ["fresh"]
     answer = http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": "seq-user"})
     assert answer.json()["choices"][0]["message"]["content"] == "one"  # its sequence started over
 
@@ -138,5 +138,5 @@ def test_test_ids_without_end_keep_a_bounded_state():
     go = {"model": "glm-5", "messages": [{"role": "user", "content": "go"}]}
     for n in range(300):
         http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": f"t{n}"})
-    assert len(engine.state._counts) <= 50 and len(engine._used) <= 50
-    assert ("t299", engine.rules[0].key) in engine.state._counts
+    assert len(engine.state.scopes()) <= 50 and len(engine._used) <= 50
+    assert engine.state.count("t299", engine.rules[0].key) == 1

@@ -41,6 +41,7 @@ TOOL_CHOICE_MODES = ("none", "auto", "required")
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 INPUT_ITEMS_DEFAULT_LIMIT = 20
 INPUT_ITEMS_MAX_LIMIT = 100
+LONG_CONVERSATION = 2_000  # items: a request continuing more is read and answered in a worker thread
 
 
 def new_id(prefix: str) -> str:
@@ -633,6 +634,11 @@ class ResponsesAdapter(Adapter):
 
     def authenticate(self, request: Request, context: Context) -> str:
         return bearer_key(request, context.allowed_keys)
+
+    def long_read(self, body: Any) -> bool:
+        previous = body.get("previous_response_id") if isinstance(body, dict) else None
+        stored = self.store.get(previous) if isinstance(previous, str) else None
+        return stored is not None and stored.link.length > LONG_CONVERSATION
 
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ResponsesOptions]:
         exchange, options = parse(body, request.headers, context.catalog, self.store, key)

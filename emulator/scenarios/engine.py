@@ -47,32 +47,37 @@ class RuleMiss:
 
 
 class State:
-    """Sequence counters, keyed by (scope, rule key) so that parallel tests can be isolated by scope.
+    """Sequence counters, kept per scope (test id) and rule key, so that parallel tests can be isolated by scope.
 
     A request whose matching moved off the event loop counts in a worker thread: the lock keeps each count whole.
     """
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], int] = {}
+        self._counts: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def next(self, scope: str, key: str) -> int:
         """How many times the rule answered in this scope before now; counts this time."""
         with self._lock:
-            count = self._counts.get((scope, key), 0)
-            self._counts[(scope, key)] = count + 1
+            counts = self._counts.get(scope)
+            if counts is None:
+                counts = self._counts[scope] = {}
+            count = counts.get(key, 0)
+            counts[key] = count + 1
         return count
 
     def count(self, scope: str, key: str) -> int:
-        return self._counts.get((scope, key), 0)
+        return self._counts.get(scope, {}).get(key, 0)
+
+    def scopes(self) -> list[str]:
+        return list(self._counts)
 
     def reset(self, scope: str | None = None) -> None:
         with self._lock:
             if scope is None:
                 self._counts.clear()
             else:
-                for key in [k for k in self._counts if k[0] == scope]:
-                    del self._counts[key]
+                self._counts.pop(scope, None)
 
 
 _decided: ContextVar[Decision | None] = ContextVar("decided", default=None)
