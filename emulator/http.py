@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -111,13 +112,20 @@ async def read_json(
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     body = await read_body(request, max_bytes)
+    large = len(body) > json_steps.LARGE  # each step below takes milliseconds: the loop runs between them
     try:
-        value = await parse_json_in_slices(body) if json_steps.dense(body) else parse_json(body)
+        if large and json_steps.dense(body):
+            await asyncio.sleep(0)
+            value = await parse_json_in_slices(body)
+        else:
+            value = parse_json(body)
     except ApiError:
         if keep is not None:
             keep(body, None, False)
         raise
     if keep is not None:
+        if large:
+            await asyncio.sleep(0)
         keep(body, value, True)
     return value
 
@@ -148,6 +156,7 @@ async def parse_json_in_slices(body: bytes | bytearray) -> Any:
         value = await json_steps.loads(body.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as error:
         raise _not_json(error) from None
+    await asyncio.sleep(0)
     if _SURROGATE_ESCAPE.search(body):
         _reject_unpaired_surrogates(value)
     return value

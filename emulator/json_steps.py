@@ -18,6 +18,7 @@ from typing import Any
 STEPS = 2_000  # tokens per slice: about a millisecond
 MAX_DEPTH = 1_000  # as deep as json.loads goes before it gives up (the interpreter's recursion limit)
 DENSE = 100_000  # a body with more `{` and `[` than this is decoded in slices (json.loads: ~6 ms per 100,000)
+LARGE = 1024 * 1024  # bodies smaller than this are decoded at once, whatever they hold
 _WHITESPACE = frozenset(" \t\n\r")
 _scan = json.JSONDecoder().scan_once
 
@@ -95,17 +96,11 @@ class _Decoder:
                 at += 1
             char = text[at] if at < end else ""
             if state == VALUE:
-                if char == "{":
+                if char == "{" or char == "[":  # not `char in "{["`: that holds for "" too
                     if len(stack) >= MAX_DEPTH:
                         raise RecursionError("maximum JSON nesting depth exceeded")
-                    stack.append(({}, self.key))
-                    at, state = at + 1, OBJECT_FIRST
-                    continue
-                if char == "[":
-                    if len(stack) >= MAX_DEPTH:
-                        raise RecursionError("maximum JSON nesting depth exceeded")
-                    stack.append(([], self.key))
-                    at, state = at + 1, ARRAY_FIRST
+                    stack.append(({} if char == "{" else [], self.key))
+                    at, state = at + 1, OBJECT_FIRST if char == "{" else ARRAY_FIRST
                     continue
                 try:
                     value, at = _scan(text, at)
