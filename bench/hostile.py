@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = {"authorization": "Bearer sk-hostile-bench-0123456789"}
 INNOCENT = {"model": "glm-5", "messages": [{"role": "user", "content": "innocent ping"}]}
 DESCRIPTORS = 256
-SCENARIO = """\
+SCENARIO = (
+    """\
 name: hostile
 settings: {fallback: error}
 rules:
@@ -66,9 +67,11 @@ rules:
   - name: chain
     when: {last_user: {starts_with: turn}}
     reply: {content: next}
-""".replace("ECHO_TEMPLATE", "{{ last_user }}" * 200) + "".join(
-    f"  - name: near{i}\n    when: {{last_user: 'expected text number {i}'}}\n    reply: {{content: x}}\n"
-    for i in range(10)
+""".replace("ECHO_TEMPLATE", "{{ last_user }}" * 200)
+    + "".join(
+        f"  - name: near{i}\n    when: {{last_user: 'expected text number {i}'}}\n    reply: {{content: x}}\n"
+        for i in range(10)
+    )
 )
 
 
