@@ -40,12 +40,26 @@ def estimated_bytes(*values: Any) -> int:
 class Link(Generic[V]):
     """One kept turn: what it added (`items`), what it is (`value`), the turn it continues (`parent`)."""
 
-    __slots__ = ("key", "parent", "items", "value", "test_id", "size", "length", "_refs", "_kept")
+    __slots__ = (
+        "key",
+        "parent",
+        "items",
+        "value",
+        "test_id",
+        "size",
+        "length",
+        "derived",
+        "_derived_size",
+        "_refs",
+        "_kept",
+    )
 
     def __init__(self, key: str, parent: Link[V] | None, items: tuple[Item, ...], value: V, test_id: str, size: int):
         self.key = key
         self.parent = parent
         self.length = len(items) + (parent.length if parent is not None else 0)  # items in the whole conversation
+        self.derived: Any = None  # what a protocol worked out from the conversation (see ChainStore.derive)
+        self._derived_size = 0
         self.items = items
         self.value = value
         self.test_id = test_id
@@ -105,6 +119,22 @@ class ChainStore(Generic[V]):
             self._evict()
         return link
 
+    def derive(self, link: Link[V], derived: Any, size: int) -> None:
+        """Keep what a protocol worked out from `link`'s conversation with it (so that the next turn need not
+        work it out again), counted in the budget; None lets it go. Kept by the newest turn of a chain only,
+        or a chain would hold its conversation many times over."""
+        with self._lock:
+            if not link._kept:  # gone already: nothing to keep it with
+                link.derived = None
+                return
+            old = link._derived_size
+            link.derived = derived
+            delta = (size if derived is not None else 0) - old
+            link.size += delta
+            self._bytes += delta
+            link._derived_size = size if derived is not None else 0
+            self._evict()
+
     def get(self, key: str, test_id: str | None = None) -> Link[V] | None:
         """The turn kept under `key` (and of this test id, when one is given), now the most recently used."""
         with self._lock:
@@ -160,6 +190,7 @@ class ChainStore(Generic[V]):
             if link._refs > 0:
                 return
             link._kept = False
+            link.derived = None
             self._bytes -= link.size
             for item in link.items:
                 item_id = self._item_id(item)

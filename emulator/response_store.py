@@ -73,6 +73,10 @@ class ResponseStore:
             self._chains.put(body["id"], items, (body, len(new_input)), parent=parent, test_id=test_id)
         )
 
+    def keep_reading(self, stored: StoredResponse, reading: Any, size: int) -> None:
+        """What the protocol read from this response's conversation, kept (and counted) with it; None: let go."""
+        self._chains.derive(stored.link, reading, size)
+
     def get(self, response_id: str) -> StoredResponse | None:
         link = self._chains.get(response_id)
         return StoredResponse(link) if link is not None else None

@@ -140,3 +140,25 @@ def test_test_ids_without_end_keep_a_bounded_state():
         http.post("/v1/chat/completions", json=go, headers={**KEY, "x-emulator-test-id": f"t{n}"})
     assert len(engine.state.scopes()) <= 50 and len(engine._used) <= 50
     assert engine.state.count("t299", engine.rules[0].key) == 1
+
+
+def test_continuing_a_chain_reads_only_the_new_turn():
+    """Each turn used to read the whole conversation again: 6,528 links took minutes, each slower than the last."""
+    import statistics
+
+    http = TestClient(build_app(Settings()), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    scenario = "rules:\n  - when: {last_user: {starts_with: turn}}\n    reply: {content: next}\n"
+    http.post("/_emulator/scenarios", content=scenario, headers={"content-type": "application/yaml"})
+    previous = None
+    for turn in range(1500):
+        body = {"model": "glm-5", "input": f"turn {turn}", **({"previous_response_id": previous} if previous else {})}
+        response = http.post("/v1/responses", json=body, headers=KEY)
+        previous = response.json()["id"]
+    durations = [
+        e["duration_ms"] for e in http.get("/_emulator/journal").json()["data"] if e["path"] == "/v1/responses"
+    ]
+    first, last = statistics.median(durations[:100]), statistics.median(durations[-100:])
+    assert last < 4 * first + 1, (first, last)  # what grows with the conversation is a count, not a read
+    assert (
+        len(http.get(f"/v1/responses/{previous}/input_items", params={"limit": 100}, headers=KEY).json()["data"]) == 100
+    )

@@ -13,7 +13,7 @@ import base64
 import binascii
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -56,6 +56,7 @@ class ResponsesOptions:
     echo: Mapping[str, Any]
     new_items: tuple[Item, ...]  # this request's input items, stored with the response
     previous: StoredResponse | None = None  # the stored response it continues
+    reading: Reading | None = None  # the conversation read so far, kept with the response for the next turn
     store: bool = True
     include: frozenset[str] = frozenset()
     test_id: str = ""
@@ -157,38 +158,68 @@ def _add_message(messages: list[Message], item: Mapping[str, Any]) -> None:
         messages.append(Message("system", _texts(content, ("input_text",))))
 
 
+@dataclass
+class Reading:
+    """A conversation read into Messages so far, with what reading on needs: the tool calls made, those answered.
+
+    A stored response keeps the reading of its conversation (on the newest turn of a chain only), so that a
+    request continuing it reads its own items, not the whole conversation again: a chain of n turns costs n
+    reads, not n²/2.
+    """
+
+    messages: list[Message] = field(default_factory=list)
+    calls: dict[str, ToolCall] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
+
+    def copy(self) -> Reading:
+        """A reading to go on from, leaving this one as it is (the last message is the one reading on changes)."""
+        messages = list(self.messages)
+        if messages:
+            messages[-1] = replace(messages[-1], tool_calls=list(messages[-1].tool_calls))
+        return Reading(messages, dict(self.calls), set(self.answered))
+
+    def read(self, items: Sequence[Item], named: bool = False) -> Reading:
+        """Read `items` on; a bad one is named `input[i]` in the 400 when `named` (the request's own items)."""
+        messages, calls, answered = self.messages, self.calls, self.answered
+        for position, item in enumerate(items):
+            kind = item.get("type")
+            if kind == "message":
+                _add_message(messages, item)
+            elif kind == "reasoning":
+                _assistant_turn(messages, fresh_if_spoken=True).reasoning = _reasoning_text(item)
+            elif kind == "function_call":
+                call = ToolCall(item["call_id"], item["name"], item["arguments"])
+                calls[call.id] = call
+                _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
+            elif kind == "function_call_output":
+                call = calls.get(item["call_id"])
+                if call is None:
+                    raise ApiError.invalid(
+                        f"No tool call found for function call output with call_id {item['call_id']}.",
+                        param=f"input[{position}].call_id" if named else "input",
+                    )
+                answered.add(call.id)
+                output = _texts(item["output"], ("input_text",))
+                messages.append(Message("tool", output, tool_result=ToolResult(call.id, call.name, output)))
+        return self
+
+    def check_answered(self) -> None:
+        unanswered = [call_id for call_id in self.calls if call_id not in self.answered]
+        if unanswered:
+            raise ApiError.invalid(f"No tool output found for function call {unanswered[0]}.", param="input")
+
+
 def conversation(items: Sequence[Item], first_new: int = 0) -> list[Message]:
     """The items as Messages, each tool output tied to the call it answers.
 
     Items before `first_new` come from the store; a bad item after it is named as `input[i]` in the 400.
     """
-    messages: list[Message] = []
-    calls: dict[str, ToolCall] = {}
-    answered: set[str] = set()
-    for position, item in enumerate(items):
-        kind = item.get("type")
-        if kind == "message":
-            _add_message(messages, item)
-        elif kind == "reasoning":
-            _assistant_turn(messages, fresh_if_spoken=True).reasoning = _reasoning_text(item)
-        elif kind == "function_call":
-            call = ToolCall(item["call_id"], item["name"], item["arguments"])
-            calls[call.id] = call
-            _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
-        elif kind == "function_call_output":
-            call = calls.get(item["call_id"])
-            if call is None:
-                raise ApiError.invalid(
-                    f"No tool call found for function call output with call_id {item['call_id']}.",
-                    param=f"input[{position - first_new}].call_id" if position >= first_new else "input",
-                )
-            answered.add(call.id)
-            output = _texts(item["output"], ("input_text",))
-            messages.append(Message("tool", output, tool_result=ToolResult(call.id, call.name, output)))
-    unanswered = [call_id for call_id in calls if call_id not in answered]
-    if unanswered:
-        raise ApiError.invalid(f"No tool output found for function call {unanswered[0]}.", param="input")
-    return messages
+    reading = Reading().read(items[:first_new]).read(items[first_new:], named=True)
+    reading.check_answered()
+    return reading.messages
+
+
+READING_BYTES = 400  # what a kept reading costs per message (the Message, its lists), for the store's budget
 
 
 # ── request → Exchange ───────────────────────────────────────────────────────
@@ -278,15 +309,20 @@ def parse(
     request = _validated(body)
     model = catalog.resolve(request.model)
     previous = _previous(request, store)
-    history = previous.conversation if previous is not None else ()
-    items = [*history, *input_items(request, store)]
+    new_items = input_items(request, store)
+    kept = previous.link.derived if previous is not None else None
+    if isinstance(kept, Reading):
+        reading = kept.copy()
+    else:
+        reading = Reading().read(previous.conversation if previous is not None else ())
+    reading.read(new_items, named=True).check_answered()
     instructions = [Message("system", request.instructions)] if request.instructions else []
     tools = _tools(request)
     exchange = Exchange(
         protocol="responses",
         model=model.id,
         requested_model=request.model,
-        messages=instructions + conversation(items, first_new=len(history)),
+        messages=instructions + reading.messages,
         tools=tools,
         tool_choice=_tool_choice(request.tool_choice, tools),
         parallel_tool_calls=request.parallel_tool_calls is not False,
@@ -302,8 +338,9 @@ def parse(
     )
     options = ResponsesOptions(
         echo=_echo(request),
-        new_items=tuple(items[len(history) :]),
+        new_items=tuple(new_items),
         previous=previous,
+        reading=reading,
         store=request.store is not False,
         include=frozenset(request.include or ()),
         test_id=headers.get(TEST_ID_HEADER, ""),
@@ -674,7 +711,12 @@ class ResponsesAdapter(Adapter):
 
     def _kept(self, body: dict[str, Any], options: ResponsesOptions) -> dict[str, Any]:
         if options.store:
-            self.store.put(body, options.new_items, options.previous, options.test_id)
+            stored = self.store.put(body, options.new_items, options.previous, options.test_id)
+            if options.reading is not None:  # the reading moves to the newest turn: kept once per chain
+                reading = options.reading.copy().read(body["output"])
+                self.store.keep_reading(stored, reading, READING_BYTES * len(reading.messages))
+                if options.previous is not None:
+                    self.store.keep_reading(options.previous, None, 0)
         return body
 
     def _stored(self, request: Request) -> StoredResponse:
