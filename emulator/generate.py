@@ -81,8 +81,8 @@ _HARD_DEPTH = 32  # deeper: give up (a recursive schema without a finite instanc
 _MAX_REF_HOPS = 32
 # What one generated value may grow to: a request's own tool schema (minLength: 10**9, nested minItems, a pattern
 # such as ((a{1000}){1000}){1000}) must not cost the server more than this. Past it, values are cut short.
-_MAX_VALUES = 2_000  # values in one generated instance
-_MAX_TEXT = 10_000  # characters of one generated string
+_MAX_VALUES = 1_000  # values in one generated instance
+_MAX_TEXT = 4_000  # characters of one generated string
 _WORDS = 500  # distinct words asked of faker at once (its word lists hold about a thousand)
 _PATTERN_OPTIONS = re2.Options()
 _PATTERN_OPTIONS.log_errors = False
