@@ -415,6 +415,8 @@ class Upstream:
 
     def __init__(self) -> None:
         self.kind = "endless"
+        # made once, before any attack runs: compressing 400 MB takes this process seconds of CPU
+        self.bomb = gzip.compress(b'{"choices": "' + b"0" * 400_000_000 + b'"}', compresslevel=1)
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.base_events.Server | None = None
         ready = threading.Event()
@@ -449,7 +451,7 @@ class Upstream:
                     writer.write(chunk)
                     await writer.drain()
             elif self.kind == "bomb":
-                body = gzip.compress(b'{"choices": "' + b"0" * 400_000_000 + b'"}', compresslevel=1)
+                body = self.bomb
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n")
                 writer.write(b"content-length: %d\r\n\r\n%b" % (len(body), body))
             else:  # a 300 MB answer
