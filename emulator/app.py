@@ -29,6 +29,7 @@ from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
 from emulator.ratelimit import Admission, Limiter
+from emulator.request_log import RequestLog
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
 from emulator.scenarios.engine import decision_of
 from emulator.scoped_engine import ScopedEngine
@@ -438,6 +439,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
         protocol_for=runtime.protocol_for,
         on_crash=crash_response,
         endpoints={paths[a.protocol]: protocol_endpoint(runtime, a) for a in reversed(runtime.adapters)},
+        request_log=RequestLog(runtime),
     )
     app.state.runtime = runtime
     return app

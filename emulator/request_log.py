@@ -1,0 +1,389 @@
+"""One log line per API request, written once its response is over (a stream when its last chunk left).
+
+    INFO:     14:03:07.412 POST /v1/chat/completions 200 OK · glm-5 · rule 'greet' · 3.1 ms · req_0f3c…
+    WARNING:  14:03:07.601 POST /v1/chat/completions 200 OK · glm-5 · generated — no rule matched;
+              nearest: 'greet' (weather.yaml:4: last_user is "bye", expected "hi") · 1.2 ms · req_…
+
+The front hands each finished journal entry to `RequestLog.finished`, which only queues it: the lines are
+made and written on the next turn of the event loop, after the response has left, in one batch. A request
+that no rule matched while rules were loaded is a WARNING that names the nearest rules and why each missed;
+working that out costs a pass over the rules, so it is done only for misses, and within a time budget.
+
+`--log-format json` writes each line as one JSON object (the same fields), for CI log collectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import http
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from uvicorn.logging import ColourizedFormatter
+
+from emulator.journal import Entry
+
+if TYPE_CHECKING:
+    from emulator.app import Runtime
+
+LOGGER = "tokenhub_emulator"
+log = logging.getLogger(LOGGER + ".requests")
+LOG_FORMATS = ("text", "json")
+NEAREST_LOGGED = 3
+UNMATCHED_ACTIONS = frozenset({"generated", "fail"})  # a rule-less `fail` is the error fallback
+
+
+# ---------------------------------------------------------------- what a line says
+
+
+@dataclass
+class Near:
+    rule: str
+    where: str  # file:line
+    why: str
+
+
+@dataclass
+class RequestLine:
+    """The fields of one request's log line (the JSON form writes them as they are)."""
+
+    time: float
+    method: str
+    path: str
+    status: int | None
+    model: str | None
+    action: str | None
+    rule: str | None
+    fault: str | None
+    test_id: str
+    duration_ms: float | None
+    stream: bool
+    chunks: int
+    request_id: str
+    disconnected: bool
+    entry: int
+    nearest: list[Near] | None = None  # a miss while rules were loaded: the nearest rules (empty: none near)
+    unexplained: str | None = None  # why `nearest` was not worked out
+
+    @property
+    def level(self) -> int:
+        return logging.WARNING if self.nearest is not None or self.unexplained else logging.INFO
+
+    def answer(self) -> str:
+        """Who answered: a rule, a fault, the fallback (with the nearest rules), a refusal."""
+        if self.action == "fault" and self.fault:
+            return f"fault {self.fault}" + (f" (rule {self.rule!r})" if self.rule else "")
+        if self.action == "rate_limited":
+            return f"rate limited: {self.fault}" if self.fault else "rate limited"
+        if self.action == "rejected":
+            return "rejected"
+        if self.rule is not None:
+            return f"rule {self.rule!r}"
+        if self.action in UNMATCHED_ACTIONS:
+            how = "generated" if self.action == "generated" else "error fallback"
+            if self.unexplained:
+                return f"{how} — no rule matched; nearest: {self.unexplained}"
+            if self.nearest is None:
+                return f"{how} (no rules loaded)"
+            if not self.nearest:
+                return f"{how} — no rule matched"
+            near = "; ".join(f"{n.rule!r} ({n.where}: {n.why})" for n in self.nearest)
+            return f"{how} — no rule matched; nearest: {near}"
+        return self.action or ""
+
+    def parts(self) -> list[str]:
+        """The line after the status, in order: model, answer, stream, test id, duration, request id."""
+        parts = []
+        if self.model:
+            parts.append(self.model)
+        answer = self.answer()
+        if answer:
+            parts.append(answer)
+        if self.stream:
+            parts.append(f"stream {self.chunks} chunk{'' if self.chunks == 1 else 's'}")
+        if self.disconnected:
+            parts.append("client went away")
+        if self.test_id:
+            parts.append(f"test {self.test_id}")
+        if self.duration_ms is not None:
+            parts.append(f"{self.duration_ms:.1f} ms")
+        parts.append(self.request_id)
+        return parts
+
+    def text(self) -> str:
+        """The plain line, without the level and time: what `%(message)s` gives other handlers."""
+        return f"{self.method} {self.path} {status_text(self.status)} · " + " · ".join(self.parts())
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "model": self.model,
+            "action": self.action,
+            "rule": self.rule,
+            "fault": self.fault,
+            "test_id": self.test_id or None,
+            "duration_ms": self.duration_ms,
+            "stream": self.stream,
+            "chunks": self.chunks if self.stream else None,
+            "request_id": self.request_id,
+            "entry": self.entry,
+            "disconnected": self.disconnected,
+        }
+        if self.nearest is not None:
+            data["nearest"] = [{"rule": n.rule, "where": n.where, "why": n.why} for n in self.nearest]
+        if self.unexplained:
+            data["unexplained"] = self.unexplained
+        data["answer"] = self.answer()
+        return data
+
+
+def status_text(status: int | None) -> str:
+    if status is None:
+        return "-"
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def line_of(entry: Entry) -> RequestLine:
+    return RequestLine(
+        time=entry.time,
+        method=entry.method,
+        path=entry.path,
+        status=entry.status,
+        model=entry.model,
+        action=entry.action,
+        rule=entry.rule,
+        fault=entry.fault,
+        test_id=entry.test_id,
+        duration_ms=entry.duration_ms,
+        stream=entry.stream,
+        chunks=len(entry.chunk_times_ms),
+        request_id=entry.request_id,
+        disconnected=entry.disconnected,
+        entry=entry.id,
+    )
+
+
+def nearest_of(misses: list[dict[str, Any]]) -> list[Near]:
+    """The journal's `misses` (RuleMiss as dicts) as the log shows them."""
+    return [
+        Near(miss["rule"], f"{os.path.basename(miss['file'])}:{miss['line']}", "; ".join(miss["reasons"]))
+        for miss in misses[:NEAREST_LOGGED]
+    ]
+
+
+# ---------------------------------------------------------------- explaining misses, within a budget
+
+
+@dataclass
+class ExplainBudget:
+    """Seconds of explaining allowed: `share` of the wall clock, at most `burst` saved up.
+
+    Explaining a miss is a pass over every rule (and a text comparison with each `last_user`); a client that
+    sends thousands of misses a second must not make the server spend its time on log lines.
+    """
+
+    share: float = 0.05
+    burst: float = 0.25
+    clock: Callable[[], float] = time.monotonic
+    _left: float = field(default=-1.0, repr=False)
+    _at: float = field(default=0.0, repr=False)
+
+    def allows(self) -> bool:
+        now = self.clock()
+        if self._left < 0:
+            self._left, self._at = self.burst, now
+        self._left = min(self.burst, self._left + (now - self._at) * self.share)
+        self._at = now
+        return self._left > 0
+
+    def spend(self, seconds: float) -> None:
+        self._left -= seconds
+
+
+# ---------------------------------------------------------------- the request log
+
+
+class RequestLog:
+    """Queues finished entries (`finished`, called by the front) and logs them on the next loop turn."""
+
+    def __init__(self, runtime: Runtime, budget: ExplainBudget | None = None) -> None:
+        self.runtime = runtime
+        self.budget = budget or ExplainBudget()
+        self._pending: list[Entry] = []
+        self._scheduled = False
+
+    def finished(self, entry: Entry) -> None:
+        """The entry's response is over. Cheap: the line is made later, off the request's path."""
+        if entry.action not in UNMATCHED_ACTIONS and not log.isEnabledFor(logging.INFO):
+            return
+        self._pending.append(entry)
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (called from a thread): write now
+                self.flush()
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for entry in pending:
+            line = self.line(entry)
+            if log.isEnabledFor(line.level):
+                log.log(line.level, "%s", line.text(), extra={"request": line})
+        for handler in _handlers(log):
+            handler.flush()
+
+    def line(self, entry: Entry) -> RequestLine:
+        line = line_of(entry)
+        if entry.rule is None and entry.action in UNMATCHED_ACTIONS and self._rules_for(entry.test_id):
+            if entry.misses:
+                line.nearest = nearest_of(entry.misses)
+            elif entry.action == "generated":
+                self._explain(entry, line)
+        return line
+
+    def _rules_for(self, test_id: str) -> bool:
+        engine = self.runtime.engine
+        if engine.rules:
+            return True
+        overlay = getattr(engine, "overlay", None)
+        return bool(test_id and overlay is not None and any(s.rules for s in overlay(test_id)))
+
+    def _explain(self, entry: Entry, line: RequestLine) -> None:
+        from emulator.control_journal import explain
+
+        if not self.budget.allows():
+            line.unexplained = f"not worked out (too many misses at once); see GET /_emulator/journal/{entry.id}"
+            return
+        started = time.perf_counter()
+        try:
+            entry.misses = explain(self.runtime, entry)
+        finally:
+            self.budget.spend(time.perf_counter() - started)
+        line.nearest = nearest_of(entry.misses)
+
+
+def _handlers(logger: logging.Logger) -> list[logging.Handler]:
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers += current.handlers
+        current = current.parent if current.propagate else None
+    return handlers
+
+
+# ---------------------------------------------------------------- formatters
+
+
+def _style(text: str, fg: int | None = None, bold: bool = False, dim: bool = False) -> str:
+    codes = [str(fg)] if fg is not None else []
+    if bold:
+        codes.append("1")
+    if dim:
+        codes.append("2")
+    return f"\033[{';'.join(codes)}m{text}\033[0m" if codes else text
+
+
+STATUS_COLOURS = {1: 97, 2: 32, 3: 33, 4: 31, 5: 91}  # as uvicorn's access log: green 2xx, red 4xx, …
+
+
+class TextFormatter(ColourizedFormatter):
+    """uvicorn's look (`INFO:     message`, the level in colour on a terminal), a time, and request lines."""
+
+    def __init__(self, use_colors: bool | None = None) -> None:
+        super().__init__("%(levelprefix)s %(message)s", use_colors=use_colors)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record = copy.copy(record)  # other handlers (pytest's, yours) see the record as it was
+        line: RequestLine | None = getattr(record, "request", None)
+        stamp = datetime.datetime.fromtimestamp(line.time if line else record.created).strftime("%H:%M:%S.%f")[:-3]
+        message = self.request_text(line) if line is not None else record.message
+        if self.use_colors:
+            stamp = _style(stamp, dim=True)
+        record.message = f"{stamp} {message}"
+        return super().formatMessage(record)
+
+    def request_text(self, line: RequestLine) -> str:
+        """`POST /v1/chat/completions 200 OK · glm-5 · rule 'greet' · 3.1 ms · req_…`, coloured when asked."""
+        head = f"{line.method} {line.path}"
+        status = status_text(line.status)
+        if not self.use_colors:
+            return f"{head} {status} · " + " · ".join(line.parts())
+        colour = STATUS_COLOURS.get((line.status or 0) // 100)
+        parts = line.parts()
+        answer = line.answer()
+        parts = [_style(p, fg=33) if p == answer and line.level == logging.WARNING else p for p in parts]
+        parts[-1] = _style(parts[-1], dim=True)
+        return f"{_style(head, bold=True)} {_style(status, fg=colour)} · " + " · ".join(parts)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (ISO 8601, UTC), level, logger, message; a request line's fields too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: RequestLine | None = getattr(record, "request", None)
+        data: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(line.time if line else record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if line is not None:
+            data.update(line.as_dict())
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            data.update(extra)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def wants_colour(stream: TextIO) -> bool:
+    """Colour on a terminal only; NO_COLOR turns it off, FORCE_COLOR on (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def logging_config(level: str, log_format: str, stream: TextIO | None = None) -> dict[str, Any]:
+    """The dictConfig for `serve`: uvicorn's loggers and ours, one handler on stderr, text or JSON.
+
+    uvicorn's own access log stays off: the request lines above replace it.
+    """
+    stream = stream or sys.stderr
+    if log_format == "json":
+        formatter: dict[str, Any] = {"()": JsonFormatter}
+    else:
+        formatter = {"()": TextFormatter, "use_colors": wants_colour(stream)}
+    numeric = "TRACE" if level == "trace" else level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"emulator": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "emulator", "stream": stream}},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": numeric, "propagate": False},
+            "uvicorn.error": {"level": numeric},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            LOGGER: {"handlers": ["stderr"], "level": numeric if numeric != "TRACE" else "DEBUG", "propagate": False},
+        },
+    }
