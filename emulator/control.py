@@ -27,7 +27,6 @@ from emulator.control_http import (
 from emulator.exchange import Failure
 from emulator.headers import header_problem
 from emulator.http import json_response
-from emulator.scenarios.actions import default_message
 
 STARTED = time.time()
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
@@ -230,7 +229,7 @@ async def fail_next(request: Request) -> Response:
         raise ControlError(400, f"'headers': {problem}.", code="invalid_parameter", param="headers")
     failure = Failure(
         status=status,
-        message=texts["message"] or default_message(status),
+        message=texts["message"] or "",  # none given: the profile's wording for the status
         type=texts["type"],
         code=texts["code"],
         param=texts["param"],
