@@ -70,6 +70,7 @@ class RequestLine:
     request_id: str
     disconnected: bool
     entry: int
+    error: str | None = None  # the message of an error the pipeline (not a rule or a fault) answered with
     nearest: list[Near] | None = None  # a miss while rules were loaded: the nearest rules (empty: none near)
     unexplained: str | None = None  # why `nearest` was not worked out
 
@@ -83,8 +84,8 @@ class RequestLine:
             return f"fault {self.fault}" + (f" (rule {self.rule!r})" if self.rule else "")
         if self.action == "rate_limited":
             return f"rate limited: {self.fault}" if self.fault else "rate limited"
-        if self.action == "rejected":
-            return "rejected"
+        if self.action == "rejected" or (self.action is None and self.error):
+            return f"{self.action or 'error'}: {self.error}" if self.error else "rejected"
         if self.rule is not None:
             return f"rule {self.rule!r}"
         if self.action in UNMATCHED_ACTIONS:
@@ -143,6 +144,8 @@ class RequestLine:
             data["nearest"] = [{"rule": n.rule, "where": n.where, "why": n.why} for n in self.nearest]
         if self.unexplained:
             data["unexplained"] = self.unexplained
+        if self.error:
+            data["error"] = self.error
         data["answer"] = self.answer()
         return data
 
@@ -156,8 +159,18 @@ def status_text(status: int | None) -> str:
         return str(status)
 
 
+ERROR_SHOWN = 300  # characters of an error message on a log line
+
+
 def line_of(entry: Entry) -> RequestLine:
+    error = None
+    if entry.error is not None and entry.action in (None, "rejected"):
+        inner = entry.error.get("error")
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(message, str):
+            error = message if len(message) <= ERROR_SHOWN else message[: ERROR_SHOWN - 1] + "…"
     return RequestLine(
+        error=error,
         time=entry.time,
         method=entry.method,
         path=entry.path,

@@ -102,6 +102,14 @@ def _sequence(check: Checker, rule: YMap, seed: str) -> Action | None:
 
 
 def parse_reply(check: Checker, value: Any, pos: Pos) -> ReplyAction | None:
+    if isinstance(value, str):  # `reply: Hello` — the text of the answer, most likely
+        shown_text = value if value and all(c.isalnum() or c in " .,!?'-" for c in value) else repr(value)
+        check.error(
+            pos,
+            f"'reply' must be a mapping, got the text {value!r}; to answer with it write "
+            f"'reply: {{content: {shown_text}}}' (or 'reply: {{}}' for a generated reply)",
+        )
+        return None
     data = check.mapping(value, pos, "'reply'", " (write 'reply: {}' for a generated reply)")
     if data is None:
         return None
