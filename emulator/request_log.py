@@ -211,19 +211,19 @@ class ExplainBudget:
     share: float = 0.05
     burst: float = 0.25
     clock: Callable[[], float] = time.monotonic
-    _left: float = field(default=-1.0, repr=False)
+    _left: float | None = field(default=None, repr=False)
     _at: float = field(default=0.0, repr=False)
 
     def allows(self) -> bool:
         now = self.clock()
-        if self._left < 0:
+        if self._left is None:
             self._left, self._at = self.burst, now
         self._left = min(self.burst, self._left + (now - self._at) * self.share)
         self._at = now
         return self._left > 0
 
     def spend(self, seconds: float) -> None:
-        self._left -= seconds
+        self._left = (self.burst if self._left is None else self._left) - seconds
 
 
 # ---------------------------------------------------------------- the request log
@@ -325,6 +325,9 @@ class TextFormatter(ColourizedFormatter):
         line: RequestLine | None = getattr(record, "request", None)
         stamp = datetime.datetime.fromtimestamp(line.time if line else record.created).strftime("%H:%M:%S.%f")[:-3]
         message = self.request_text(line) if line is not None else record.message
+        coloured = record.__dict__.pop("color_message", None)  # uvicorn's own coloured form of its messages
+        if self.use_colors and line is None and isinstance(coloured, str):
+            message = coloured % record.args if record.args else coloured
         if self.use_colors:
             stamp = _style(stamp, dim=True)
         record.message = f"{stamp} {message}"
