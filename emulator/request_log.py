@@ -15,13 +15,14 @@ working that out costs a pass over the rules, so it is done only for misses, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
-import datetime
 import http
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,12 @@ class RequestLine:
 
     def answer(self) -> str:
         """Who answered: a rule, a fault, the fallback (with the nearest rules), a refusal."""
+        answered = self.__dict__.get("_answer")
+        if answered is None:
+            answered = self.__dict__["_answer"] = self._answer()
+        return answered
+
+    def _answer(self) -> str:
         if self.action == "fault" and self.fault:
             return f"fault {self.fault}" + (f" (rule {self.rule!r})" if self.rule else "")
         if self.action == "rate_limited":
@@ -118,6 +125,9 @@ class RequestLine:
             parts.append(f"{self.duration_ms:.1f} ms")
         parts.append(self.request_id)
         return parts
+
+    def __str__(self) -> str:  # the record's message is the line itself: text only when a handler asks
+        return self.text()
 
     def text(self) -> str:
         """The plain line, without the level and time: what `%(message)s` gives other handlers."""
@@ -255,10 +265,12 @@ class RequestLog:
         pending, self._pending = self._pending, []
         for entry in pending:
             line = self.line(entry)
-            if log.isEnabledFor(line.level):
-                log.log(line.level, "%s", line.text(), extra={"request": line})
+            level = line.level
+            if log.isEnabledFor(level):
+                log.handle(RequestRecord(line, level))
         for handler in _handlers(log):
-            handler.flush()
+            with contextlib.suppress(OSError, ValueError):  # a closed or broken log stream must not stop serving
+                handler.flush()  # the batch's lines in one write (BatchHandler holds them until now)
 
     def line(self, entry: Entry) -> RequestLine:
         line = line_of(entry)
@@ -290,6 +302,40 @@ class RequestLog:
         line.nearest = nearest_of(entry.misses)
 
 
+class RequestRecord(logging.LogRecord):
+    """The record of a request line, made for a fraction of what LogRecord's own __init__ costs (it looks up
+    the process, the thread and the source file; a request line has no caller to point at). Every attribute
+    a LogRecord has is set, so any handler or formatter can read it."""
+
+    def __init__(self, line: RequestLine, level: int) -> None:  # noqa: D107 - LogRecord's __init__ not called
+        self.name = log.name
+        self.msg = line  # str(line) is the text: only a handler that asks for the message pays for it
+        self.args = ()
+        self.levelno = level
+        self.levelname = logging.getLevelName(level)
+        self.pathname = __file__
+        self.filename = "request_log.py"
+        self.module = "request_log"
+        self.exc_info = None
+        self.exc_text = None
+        self.stack_info = None
+        self.lineno = 0
+        self.funcName = "flush"
+        self.created = now = time.time()
+        self.msecs = int(now * 1000) % 1000 + 0.0
+        self.relativeCreated = (now - logging._startTime) * 1000  # type: ignore[attr-defined]
+        thread = threading.current_thread()
+        self.thread = thread.ident
+        self.threadName = thread.name
+        self.processName = "MainProcess"
+        self.process = _PID
+        self.taskName = None
+        self.request = line
+
+
+_PID = os.getpid()
+
+
 def _handlers(logger: logging.Logger) -> list[logging.Handler]:
     handlers: list[logging.Handler] = []
     current: logging.Logger | None = logger
@@ -319,18 +365,32 @@ class TextFormatter(ColourizedFormatter):
 
     def __init__(self, use_colors: bool | None = None) -> None:
         super().__init__("%(levelprefix)s %(message)s", use_colors=use_colors)
+        self._second: tuple[int, str] = (-1, "")
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record = copy.copy(record)  # other handlers (pytest's, yours) see the record as it was
+    def stamp(self, when: float) -> str:
+        """`HH:MM:SS.mmm` in local time; the seconds part is worked out once a second."""
+        second = int(when)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%H:%M:%S", time.localtime(second)))
+        stamp = f"{self._second[1]}.{int((when - second) * 1000):03d}"
+        return _style(stamp, dim=True) if self.use_colors else stamp
+
+    def format(self, record: logging.LogRecord) -> str:
         line: RequestLine | None = getattr(record, "request", None)
-        stamp = datetime.datetime.fromtimestamp(line.time if line else record.created).strftime("%H:%M:%S.%f")[:-3]
-        message = self.request_text(line) if line is not None else record.message
+        if line is None:
+            return super().format(record)
+        # a request line: written here in one go (the path every request takes)
+        levelname = record.levelname
+        prefix = (self.color_level_name(levelname, record.levelno) if self.use_colors else levelname) + ":"
+        return f"{prefix}{' ' * (9 - len(levelname))}{self.stamp(line.time)} {self.request_text(line)}"
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # the other records: uvicorn's, the banner's
+        record = copy.copy(record)  # other handlers (pytest's, yours) see the record as it was
+        message = record.message
         coloured = record.__dict__.pop("color_message", None)  # uvicorn's own coloured form of its messages
-        if self.use_colors and line is None and isinstance(coloured, str):
+        if self.use_colors and isinstance(coloured, str):
             message = coloured % record.args if record.args else coloured
-        if self.use_colors:
-            stamp = _style(stamp, dim=True)
-        record.message = f"{stamp} {message}"
+        record.message = f"{self.stamp(record.created)} {message}"
         return super().formatMessage(record)
 
     def request_text(self, line: RequestLine) -> str:
@@ -350,12 +410,22 @@ class TextFormatter(ColourizedFormatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time (ISO 8601, UTC), level, logger, message; a request line's fields too."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
+        self._encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+    def stamp(self, when: float) -> str:
+        """`2026-01-02T03:04:05.678+00:00`; the seconds part is worked out once a second."""
+        second = int(when)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{self._second[1]}.{int((when - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line: RequestLine | None = getattr(record, "request", None)
         data: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(line.time if line else record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": self.stamp(line.time if line else record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -367,7 +437,32 @@ class JsonFormatter(logging.Formatter):
             data.update(extra)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False, default=str)
+        return self._encode(data)
+
+
+class BatchHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that leaves request lines in the stream's buffer: RequestLog.flush() flushes once a
+    batch. Any other record is flushed at once, as StreamHandler does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if not hasattr(record, "request"):
+                self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def buffered(stream: TextIO) -> TextIO:
+    """A block-buffered writer on the same file as `stream` (stderr is line-buffered: a system call a line)."""
+    try:
+        fileno = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (pytest's capture, a StringIO): as it is
+        return stream
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return open(fileno, "w", buffering=1 << 16, encoding=encoding, errors="backslashreplace", closefd=False)  # noqa: SIM115
 
 
 def wants_colour(stream: TextIO) -> bool:
@@ -395,7 +490,7 @@ def logging_config(level: str, log_format: str, stream: TextIO | None = None) ->
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"emulator": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "emulator", "stream": stream}},
+        "handlers": {"stderr": {"()": BatchHandler, "formatter": "emulator", "stream": buffered(stream)}},
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": numeric, "propagate": False},
             "uvicorn.error": {"level": numeric},
