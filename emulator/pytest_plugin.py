@@ -32,6 +32,7 @@ MARKER = "tokenhub_scenario"
 ALLOW_UNMATCHED = "tokenhub_allow_unmatched"
 ASSERT_ALL_USED = "tokenhub_assert_all_used"
 HANDLE = pytest.StashKey["EmulatorTest"]()
+URL_TOKEN_VARIABLE = "TOKENHUB_EMULATOR_URL_TOKEN"  # the token of the emulator at --tokenhub-url: no server reads it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,7 +41,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tokenhub-url",
         default=os.environ.get("TOKENHUB_EMULATOR_URL"),
         help="use the emulator running at this URL (e.g. a CI service container) instead of starting one "
-        "[env TOKENHUB_EMULATOR_URL]; its control token comes from TOKENHUB_EMULATOR_CONTROL_TOKEN",
+        "[env TOKENHUB_EMULATOR_URL]",
+    )
+    group.addoption(
+        "--tokenhub-control-token",
+        default=os.environ.get(URL_TOKEN_VARIABLE) or os.environ.get("TOKENHUB_EMULATOR_CONTROL_TOKEN"),
+        metavar="TOKEN",
+        help=f"the control token of the emulator at --tokenhub-url [env {URL_TOKEN_VARIABLE}, else "
+        "TOKENHUB_EMULATOR_CONTROL_TOKEN — which any emulator the suite starts would read too]",
     )
     group.addoption(
         "--tokenhub-scenario",
@@ -100,7 +108,7 @@ def tokenhub_emulator_server(request: pytest.FixtureRequest) -> Iterator[Emulato
         scenarios=option("--tokenhub-scenario"),
         seed=option("--tokenhub-seed"),
         url=option("--tokenhub-url"),
-        control_token=os.environ.get("TOKENHUB_EMULATOR_CONTROL_TOKEN"),
+        control_token=option("--tokenhub-control-token") if option("--tokenhub-url") else None,
     ).start()
     yield server
     server.stop()

@@ -64,7 +64,13 @@ def not_found(profile: str, path: str) -> dict:
             "this server is the cloudbase profile, not tokenhub",
             "http://127.0.0.1:8000/v1/ai/cloudbase",
         ),
-        ("cloudbase", "/v1/models/", "/v1/ai/cloudbase/models", "this server is the cloudbase profile, not tokenhub", "OpenAI client"),
+        (
+            "cloudbase",
+            "/v1/models/",
+            "/v1/ai/cloudbase/models",
+            "this server is the cloudbase profile, not tokenhub",
+            "OpenAI client",
+        ),
         (
             "cloudbase",
             "/v1/messages",
@@ -181,3 +187,15 @@ def test_validate_of_an_empty_folder_fails(tmp_path: Path) -> None:
         result.stdout
         == f"{tmp_path}:1:1: no scenario files in this folder: nothing to check (expected *.yaml or *.yml files)\n"
     )
+
+
+def test_a_fault_window_already_over_is_added_with_a_warning() -> None:
+    client = TestClient(build_app(Settings()))
+    late = client.post("/_emulator/faults", json={"error": 503, "window": [0, 0.001]})
+    assert late.status_code == 201
+    assert late.json()["warning"].startswith(
+        "the window [0, 0.001] is over: it counts seconds since the server started"
+    )
+    assert client.post("/_emulator/reset").status_code == 200
+    fresh = client.post("/_emulator/faults", json={"error": 503, "window": [0, 600]})
+    assert fresh.status_code == 201 and "warning" not in fresh.json()
