@@ -205,7 +205,9 @@ def test_unknown_model(server, upstream):
     assert "claude-unknown" in gateway["message"]
     with pytest.raises(anthropic.NotFoundError) as caught:
         sdk(upstream).messages.create(**body)
-    assert caught.value.body["error"] == {"type": "not_found_error", "message": "model: claude-unknown"}
+    error = caught.value.body["error"]
+    assert error["type"] == "not_found_error" and error["message"].startswith("model: claude-unknown. ")
+    assert "Available models: deepseek-v3.2, glm-5," in error["message"] and "`models:`" in error["message"]
 
 
 # ── bad input: a 400 naming the field, the way the API words it ──────────────

@@ -24,7 +24,7 @@ from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat
 from emulator.http import bearer_key, dumps, json_response, read_json
 from emulator.ids import uuid4_int
 from emulator.journal import TEST_ID_HEADER
-from emulator.profiles import Catalog, CatalogModel, Profile, Range
+from emulator.profiles import DECLARE_HINT, CatalogModel, Profile, Range
 from emulator.protocols import anthropic_messages_models as m
 from emulator.protocols.anthropic_cache import (
     CachePlan,
@@ -295,13 +295,15 @@ def _parallel_tool_calls(request: m.CountTokensRequest, traits: Traits) -> bool:
     return not (traits.parallel_switch and disabled)
 
 
-def _resolve_model(catalog: Catalog, requested: str, traits: Traits) -> CatalogModel:
-    try:
-        return catalog.resolve(requested)
-    except ApiError:
-        if traits.upstream:  # the API itself: `404 not_found_error` naming the model
-            raise ApiError(404, f"model: {requested}", param="model") from None
-        raise  # a gateway checks its catalogue before any protocol: its own 403
+def _resolve_model(context: Context, requested: str, traits: Traits) -> CatalogModel:
+    model = context.catalog.find(requested)
+    if model is not None:
+        return model
+    if traits.upstream:  # the API itself: `404 not_found_error` naming the model
+        raise ApiError(
+            404, f"model: {requested}. Available models: {context.catalog.available()}. {DECLARE_HINT}", param="model"
+        )
+    raise context.profile.unknown_model(requested, context.catalog)  # a gateway checks its catalogue first
 
 
 def _check_ranges(request: m.MessagesRequest, profile: Profile, traits: Traits) -> None:
@@ -375,7 +377,7 @@ def build_exchange(
     if isinstance(request, m.MessagesRequest):
         _check_ranges(request, context.profile, traits)
         _check_thinking(request)
-    model = _resolve_model(context.catalog, request.model, traits)
+    model = _resolve_model(context, request.model, traits)
     tools = _tools(request)
     return Exchange(
         protocol="messages",

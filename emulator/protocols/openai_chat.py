@@ -156,7 +156,9 @@ def _wants_thinking(request: m.ChatCompletionRequest) -> bool:
     return request.reasoning_effort in THINKING_EFFORTS
 
 
-def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str) -> tuple[Exchange, ChatOptions]:
+def parse(
+    body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str, profile: Profile | None = None
+) -> tuple[Exchange, ChatOptions]:
     """The request as an Exchange; ApiError(400/403) names what is wrong."""
     if not isinstance(body, dict):
         raise ApiError.invalid(f"The request body must be a JSON object, but got {type(body).__name__}.")
@@ -168,7 +170,7 @@ def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str)
         raise ApiError.invalid(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
         )
-    model = catalog.resolve(request.model)
+    model = catalog.resolve(request.model, profile)
     tools = _tools(request)
     exchange = Exchange(
         protocol="chat",
@@ -371,7 +373,7 @@ class ChatAdapter(Adapter):
         return bearer_key(request, context.allowed_keys)
 
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ChatOptions]:
-        exchange, options = parse(body, request.headers, context.catalog, key)
+        exchange, options = parse(body, request.headers, context.catalog, key, context.profile)
         if exchange.temperature is not None or exchange.top_p is not None:
             context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
         return exchange, options

@@ -26,7 +26,7 @@ from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat
 from emulator.http import bearer_key, json_response
 from emulator.ids import uuid4_hex
 from emulator.journal import TEST_ID_HEADER
-from emulator.profiles import Catalog
+from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_responses_models as m
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import dump, error_body
@@ -270,11 +270,16 @@ def _validated(body: Any) -> m.CreateResponseRequest:
 
 
 def parse(
-    body: Any, headers: Mapping[str, str], catalog: Catalog, store: ResponseStore, api_key: str = ""
+    body: Any,
+    headers: Mapping[str, str],
+    catalog: Catalog,
+    store: ResponseStore,
+    api_key: str = "",
+    profile: Profile | None = None,
 ) -> tuple[Exchange, ResponsesOptions]:
     """The request, with the conversation it continues, as an Exchange; ApiError(400/403/404) names what is wrong."""
     request = _validated(body)
-    model = catalog.resolve(request.model)
+    model = catalog.resolve(request.model, profile)
     previous = _previous(request, store)
     history = previous.conversation if previous is not None else ()
     items = [*history, *input_items(request, store)]
@@ -633,7 +638,7 @@ class ResponsesAdapter(Adapter):
         return bearer_key(request, context.allowed_keys)
 
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ResponsesOptions]:
-        exchange, options = parse(body, request.headers, context.catalog, self.store, key)
+        exchange, options = parse(body, request.headers, context.catalog, self.store, key, context.profile)
         context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
         return exchange, options
 
