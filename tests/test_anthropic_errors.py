@@ -233,7 +233,11 @@ BAD_REQUESTS = [
     (_request(max_tokens=0), "max_tokens: Input should be greater than or equal to 1"),
     (_request(messages=[]), "messages: at least one message is required"),
     (_request(messages="Hello"), "messages: Input should be a valid list"),
-    (_request(messages=[{"role": "system", "content": "x"}]), "messages.0.role: Input should be 'user' or 'assistant'"),
+    (
+        _request(messages=[{"role": "system", "content": "x"}]),
+        'messages.0: a role "system" message cannot open the conversation: use the top-level `system` parameter for '
+        "the initial system prompt",
+    ),
     (_request(messages=[{"role": "tool", "content": "x"}]), "messages.0.role: Input should be 'user' or 'assistant'"),
     (_request(messages=[{"role": "user"}]), "messages.0.content: Field required"),
     (_request(messages=[{"role": "user", "content": 42}]), "messages.0.content: Input should be a valid"),
