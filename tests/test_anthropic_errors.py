@@ -235,8 +235,8 @@ BAD_REQUESTS = [
     (_request(messages="Hello"), "messages: Input should be a valid list"),
     (
         _request(messages=[{"role": "system", "content": "x"}]),
-        'messages.0: a role "system" message cannot open the conversation: use the top-level `system` parameter for '
-        "the initial system prompt",
+        "messages.0: use the top-level `system` parameter for the initial system prompt; a role "
+        '"system" message must follow a user or assistant message',
     ),
     (_request(messages=[{"role": "tool", "content": "x"}]), "messages.0.role: Input should be 'user' or 'assistant'"),
     (_request(messages=[{"role": "user"}]), "messages.0.content: Field required"),

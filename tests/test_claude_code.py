@@ -52,9 +52,7 @@ def run_claude(
 def answered(test: EmulatorTest) -> list[Any]:
     """Every request this test's Claude Code sent; each was answered (no 400 for a fallback to retry)."""
     requests = list(test.requests)
-    assert requests and [r.status for r in requests] == [200] * len(requests), [
-        (r.status, r.error) for r in requests
-    ]
+    assert requests and [r.status for r in requests] == [200] * len(requests), [(r.status, r.error) for r in requests]
     return requests
 
 

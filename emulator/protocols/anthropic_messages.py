@@ -201,8 +201,8 @@ class ConversationReader:
         where = self.at(index)
         if index == 0:
             raise ApiError.invalid(
-                f'{where}: a role "system" message cannot open the conversation: use the top-level `system` '
-                "parameter for the initial system prompt",
+                f"{where}: use the top-level `system` parameter for the initial system prompt; a role "
+                '"system" message must follow a user or assistant message',
                 param=where,
             )
         if not blocks and not message.output_config:
