@@ -25,6 +25,8 @@ def typed_text(text: str) -> str | None:
         return text
     own = REMINDER.sub("", text).strip()
     return own or None
+
+
 Protocol = Literal["chat", "responses", "messages"]
 
 

@@ -66,7 +66,7 @@ def _messages(request: m.ChatCompletionRequest) -> list[Message]:
         elif isinstance(msg, m.UserMessage):
             out.append(Message("user", _joined_text(msg.content), parts=_extra_parts(msg.content)))
         elif isinstance(msg, m.AssistantMessage):
-            made = [ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls or ()]
+            made = [ToolCall(c.id, c.name, c.arguments) for c in msg.tool_calls or ()]
             for call in made:
                 calls[call.id] = call
                 pending[call.id] = index
@@ -114,6 +114,10 @@ def _tool_choice(request: m.ChatCompletionRequest, tools: list[Tool]) -> ToolCho
         )
     if isinstance(choice, str):
         return ToolChoice(choice)
+    if isinstance(choice, m.AllowedToolsChoice):
+        return ToolChoice(choice.allowed_tools.mode)
+    if isinstance(choice, m.NamedCustomToolChoice):  # a free-form tool, which generated replies do not call
+        return _AUTO
     if choice.function.name not in {t.name for t in tools}:
         raise ApiError.invalid(
             f"Invalid value for 'tool_choice': no function named {choice.function.name!r} was specified in 'tools'.",

@@ -89,7 +89,8 @@ def _input_item(item: Any, index: int, store: ResponseStore) -> Item:
         if found is None:
             raise ApiError(404, f"Item with id '{item.id}' not found.", param=f"input[{index}].id")
         return found
-    dumped = item.model_dump(by_alias=True, exclude_none=True)
+    # warnings off: pydantic cannot tell which member of a tagged content union it dumps, and dumps it right anyway
+    dumped = item.model_dump(by_alias=True, exclude_none=True, warnings=False)
     if isinstance(item, m.MessageItem):
         return {"id": item.id or new_id("msg"), **dumped, "status": "completed", "content": _content_parts(item)}
     if isinstance(item, m.FunctionCallItem):
@@ -155,6 +156,12 @@ def _add_message(messages: list[Message], item: Mapping[str, Any]) -> None:
         messages.append(Message("system", _texts(content, ("input_text",))))
 
 
+def _last_open(calls: Mapping[str, ToolCall], answered: set[str], name: str | None) -> ToolCall | None:
+    """The call an output without `call_id` answers: the latest one not yet answered (of that tool, if named)."""
+    open_calls = [c for c in calls.values() if c.id not in answered and (name is None or c.name == name)]
+    return open_calls[-1] if open_calls else None
+
+
 def conversation(items: Sequence[Item], first_new: int = 0) -> list[Message]:
     """The items as Messages, each tool output tied to the call it answers.
 
@@ -174,10 +181,10 @@ def conversation(items: Sequence[Item], first_new: int = 0) -> list[Message]:
             calls[call.id] = call
             _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
         elif kind == "function_call_output":
-            call = calls.get(item["call_id"])
+            call = calls.get(item["call_id"]) if item.get("call_id") else _last_open(calls, answered, item.get("name"))
             if call is None:
                 raise ApiError.invalid(
-                    f"No tool call found for function call output with call_id {item['call_id']}.",
+                    f"No tool call found for function call output with call_id {item.get('call_id')}.",
                     param=f"input[{position - first_new}].call_id" if position >= first_new else "input",
                 )
             answered.add(call.id)
