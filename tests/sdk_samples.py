@@ -27,9 +27,7 @@ def unwrap(tp: Any) -> Any:
     """The type without Annotated / Required / NotRequired / ReadOnly around it."""
     while True:
         origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in _WRAPPERS:
+        if origin is typing.Annotated or origin in _WRAPPERS:
             tp = typing.get_args(tp)[0]
         else:
             return tp
