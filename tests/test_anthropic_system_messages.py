@@ -102,3 +102,12 @@ def exchange(*texts: str) -> Exchange:
 )
 def test_last_user_is_what_the_user_typed(texts, typed):
     assert exchange(*texts).last_user_text == typed
+
+
+def test_a_system_message_cleared_at_the_next_user_message_is_gone_once_one_follows(tokenhub_emulator):
+    tokenhub_emulator.load({"rules": [{"when": {"system": {"contains": "Only now."}}, "reply": {"content": "seen"}}]})
+    brief = {"role": "system", "content": "Only now.", "clear_at": "next_user_message"}
+    first = [{"role": "user", "content": "hi"}, brief]
+    assert post(tokenhub_emulator, messages=first)[1]["content"][0]["text"] == "seen"
+    later = [*first, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "again"}]
+    assert post(tokenhub_emulator, messages=later)[1]["content"][0]["text"] != "seen"

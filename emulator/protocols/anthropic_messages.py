@@ -177,7 +177,9 @@ class ConversationReader:
         for index, message in enumerate(request.messages):
             blocks = m.as_blocks(message.content)
             if isinstance(message, m.SystemMessage):  # between a call and its result too: the calls stay open
-                out.extend(self._system_message(message, blocks, index))
+                shown = self._system_message(message, blocks, index)
+                if message.clear_at != "next_user_message" or not _user_after(request.messages, index):
+                    out.extend(shown)
                 continue
             self._check_blocks(blocks, index, final_assistant=index == last and message.role == "assistant")
             if message.role == "assistant":
@@ -273,6 +275,11 @@ class ConversationReader:
             parts = [_part(b) for b in own if not isinstance(b, m.TextBlock)]
             out.append(Message("user", m.joined_text(own), parts=parts))
         return out
+
+
+def _user_after(messages: Sequence[Any], index: int) -> bool:
+    """Whether a `role: "user"` message follows: a `clear_at: next_user_message` system message is gone by then."""
+    return any(message.role == "user" for message in messages[index + 1 :])
 
 
 def _check_text(text: str) -> None:

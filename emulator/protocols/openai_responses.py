@@ -183,9 +183,12 @@ def conversation(items: Sequence[Item], first_new: int = 0) -> list[Message]:
         elif kind == "function_call_output":
             call = calls.get(item["call_id"]) if item.get("call_id") else _last_open(calls, answered, item.get("name"))
             if call is None:
+                where = f"input[{position - first_new}].call_id" if position >= first_new else "input"
                 raise ApiError.invalid(
-                    f"No tool call found for function call output with call_id {item.get('call_id')}.",
-                    param=f"input[{position - first_new}].call_id" if position >= first_new else "input",
+                    f"No tool call found for function call output with call_id {item['call_id']}."
+                    if item.get("call_id")
+                    else f"Invalid '{where}': no function call before this output is waiting for one; name it.",
+                    param=where,
                 )
             answered.add(call.id)
             output = _texts(item["output"], ("input_text",))
