@@ -86,3 +86,21 @@ def bare_server() -> Iterator[RunningServer]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+SDK_MODULES = ("openai", "anthropic")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `sdk` every test whose module imports an official SDK: the set tools/sdk_drift.py reruns on new releases."""
+    for item in items:
+        module = getattr(item, "module", None)
+        names = vars(module).values() if module is not None else ()
+        if any(_from_sdk(value) for value in names):
+            item.add_marker(pytest.mark.sdk)
+
+
+def _from_sdk(value: object) -> bool:
+    """An SDK module, or a class or function imported from one."""
+    name = value.__name__ if isinstance(value, type(pytest)) else getattr(value, "__module__", None)
+    return isinstance(name, str) and name.split(".")[0] in SDK_MODULES
