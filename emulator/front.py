@@ -5,7 +5,7 @@ Every HTTP request gets, in this order (each once, in one frame):
 - its test id taken out of a `/_emulator/t/<test id>/…` URL (emulator/test_scope.py);
 - a request id, sent back in the `x-request-id` and `request-id` headers of every response, errors included;
 - a journal entry, unless it is a control API request (`/_emulator/…`): it records the status and headers
-  that went back (without the request-id headers), when the first byte and each streamed chunk left, how
+  that went back (the request-id headers included), when the first byte and each streamed chunk left, how
   long it took, and whether the client went away; once the response is over the entry goes to the request
   log (emulator/request_log.py), which writes its line on the next turn of the event loop;
 - a 500 in the protocol's envelope when anything crashes before the response has started (the exception
@@ -156,10 +156,10 @@ class Front(Starlette):
             if kind == "http.response.start":
                 started = True
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), *ids]
                 if entry is not None:
                     entry.status = message["status"]
-                    entry._response_headers = Unread(message.get("headers", []), decoded_headers)
-                message["headers"] = [*message.get("headers", []), *ids]
+                    entry._response_headers = Unread(message["headers"], decoded_headers)
             elif kind == "http.response.body" and entry is not None:
                 now = elapsed_ms(entry)
                 if entry.first_byte_ms is None:

@@ -145,7 +145,9 @@ def backoff_shape(waits: list[float], honored: list[bool | None]) -> str:
         return "as told"
     if len(waits) == 1:
         return "single"
-    ratios = [later / earlier if earlier > 0 else float("inf") for earlier, later in zip(waits, waits[1:], strict=False)]
+    ratios = [
+        later / earlier if earlier > 0 else float("inf") for earlier, later in zip(waits, waits[1:], strict=False)
+    ]
     if all(r >= 1.5 for r in ratios):
         return "exponential"
     if all(r > 1.0 for r in ratios):

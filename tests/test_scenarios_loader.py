@@ -132,6 +132,12 @@ R = "rules:\n  - "  # most cases are one rule
         case(
             "settings: {sentences: [1, 2, 3]}\n", "[", "'sentences' must be an integer or a list [min, max] of integers"
         ),
+        case(
+            "settings: {generate: {tool_calls: always}}\n",
+            "always",
+            "'tool_calls' must be forced or auto, got 'always'",
+        ),
+        case("settings: {generate: {tools: auto}}\n", "tools", "unknown key 'tools' in generate"),
         case("settings: {locale: en_UK}\n", "en_UK", "unknown locale 'en_UK'; did you mean 'en_US'?"),
         case("settings: {seed: 1}\n", "seed", "unknown key 'seed' in settings"),
         # rules and actions

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 SCOPE_HEADER = "x-emulator-test-id"
 NEAREST_SHOWN = 3
 
-ReplyGenerator = Callable[..., Reply]  # generated_reply(exchange, generator, *, sentences) -> Reply
+ReplyGenerator = Callable[..., Reply]  # generated_reply(exchange, generator, *, sentences, tool_calls) -> Reply
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) 
         fallback=fallback or next((s.fallback for s in settings if s.fallback), "generate"),
         locale=next((s.locale for s in settings if s.locale), None),
         sentences=next((s.sentences for s in settings if s.sentences), DEFAULT_SENTENCES),
+        tool_calls=next((s.tool_calls for s in settings if s.tool_calls), "forced"),
         timing=next((s.timing for s in settings if s.timing), None),
         faults=tuple(fault for s in settings for fault in s.faults),
         rate_limits=next((s.rate_limits for s in settings if s.rate_limits), None),
@@ -177,7 +178,8 @@ class Engine:
         if self.fallback == "error":
             return Decision(Failure(status=400, message=self._no_match_message(exchange)), self.settings.timing)
         sentences = self.settings.sentences or DEFAULT_SENTENCES
-        return Decision(self.reply_generator(exchange, self.generator, sentences=sentences), self.settings.timing)
+        reply = self.reply_generator(exchange, self.generator, sentences=sentences, tool_calls=self.settings.tool_calls)
+        return Decision(reply, self.settings.timing)
 
     def explain(self, exchange: Exchange) -> list[RuleMiss]:
         """Every rule that does not match, nearest first: fewest failed conditions, closest text, most held."""

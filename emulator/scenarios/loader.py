@@ -17,6 +17,7 @@ from emulator.scenarios.parse_when import parse_when
 from emulator.scenarios.problems import Pos, Problem, ProblemLog, ScenarioError
 from emulator.scenarios.schema import (
     FALLBACKS,
+    GENERATED_TOOL_CALLS,
     KEYS,
     MAX_SENTENCES,
     DeclaredModel,
@@ -230,6 +231,7 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
     )
     locale = _locale(check, data["locale"], data.at("locale")) if "locale" in data else None
     sentences = _sentences(check, data["sentences"], data.at("sentences")) if "sentences" in data else None
+    tool_calls = _generate(check, data["generate"], data.at("generate")) if "generate" in data else None
     timing = timing_at(check, data) if "timing" in data else None
     faults = background_faults(check, data, stem) if "faults" in data else ()
     rate_limits = rate_limits_at(check, data) if "rate_limits" in data else None
@@ -241,12 +243,24 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
         fallback=None if fallback is INVALID else fallback,
         locale=None if locale is INVALID else locale,
         sentences=None if sentences is INVALID else sentences,
+        tool_calls=None if tool_calls is INVALID else tool_calls,
         timing=None if timing is INVALID else timing,
         faults=() if faults is INVALID else faults,
         rate_limits=None if rate_limits is INVALID else rate_limits,
         profile=None if profile is INVALID else profile,
         api_keys=() if api_keys is INVALID else api_keys,
     )
+
+
+def _generate(check: Checker, value: Any, pos: Pos) -> Any:
+    """`generate: {tool_calls: forced | auto}`: the tool calls a generated reply may make."""
+    data = check.mapping(value, pos, "'generate'")
+    if data is None:
+        return INVALID
+    check.keys(data, KEYS["generate"], "in generate")
+    if "tool_calls" not in data:
+        return None
+    return check.choice(data["tool_calls"], data.at("tool_calls"), "'tool_calls'", GENERATED_TOOL_CALLS)
 
 
 def _api_keys(check: Checker, value: Any, pos: Pos) -> Any:
