@@ -115,7 +115,7 @@ class RequestLine:
         answer = self.answer()
         if answer:
             parts.append(answer)
-        if self.stream:
+        if self.stream and (self.status is None or self.status < 400):  # an error answers a stream in JSON
             parts.append(f"stream {self.chunks} chunk{'' if self.chunks == 1 else 's'}")
         if self.disconnected:
             parts.append("client went away")

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
+collect_ignore = ["docs"]  # files the documentation's examples use (tests/test_docs.py), not tests of this suite
 
 
 class RunningServer:
