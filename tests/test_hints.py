@@ -199,3 +199,28 @@ def test_a_fault_window_already_over_is_added_with_a_warning() -> None:
     assert client.post("/_emulator/reset").status_code == 200
     fresh = client.post("/_emulator/faults", json={"error": 503, "window": [0, 600]})
     assert fresh.status_code == 201 and "warning" not in fresh.json()
+
+
+@pytest.mark.parametrize("profile", ["tokenhub", "maxtoken", "openai", "anthropic"])
+@pytest.mark.parametrize("status", [429, 500, 503, 418])
+def test_a_scripted_fail_and_a_fault_word_the_same_error_alike(profile: str, status: int) -> None:
+    from emulator.app import Runtime
+
+    scenario = parse_scenario(
+        f"rules:\n  - {{name: fail, when: {{last_user: a}}, fail: {{status: {status}}}}}\n"
+        f"  - {{name: fault, when: {{last_user: b}}, fault: {{error: {status}}}}}\n",
+        "s.yaml",
+    )
+    settings = Settings(profile=profile)
+    client = TestClient(build_app(settings, Runtime.from_settings(settings, [scenario])))
+    for path, headers, body in (
+        ("/v1/chat/completions", {"authorization": "Bearer k"}, {}),
+        ("/v1/messages", {"x-api-key": "k", "anthropic-version": "2023-06-01"}, {"max_tokens": 10}),
+    ):
+        errors = []
+        for text in ("a", "b"):
+            payload = {"model": "glm-5", "messages": [{"role": "user", "content": text}], **body}
+            response = client.post(path, headers=headers, json=payload)
+            assert response.status_code == status
+            errors.append(response.json()["error"])
+        assert errors[0] == errors[1], (path, errors)
