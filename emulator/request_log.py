@@ -250,8 +250,8 @@ class RequestLog:
 
     def finished(self, entry: Entry) -> None:
         """The entry's response is over. Cheap: the line is made later, off the request's path."""
-        if entry.action not in UNMATCHED_ACTIONS and not log.isEnabledFor(logging.INFO):
-            return
+        if (entry.rule is not None or entry.action not in UNMATCHED_ACTIONS) and not log.isEnabledFor(logging.INFO):
+            return  # below info only misses are logged
         self._pending.append(entry)
         if not self._scheduled:
             self._scheduled = True
