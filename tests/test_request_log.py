@@ -156,6 +156,20 @@ def test_the_banner_lists_profile_scenarios_rules_models_and_urls(text_server: S
     assert f"  control API {url}/_emulator/ (open on loopback)" in banner
 
 
+def test_start_up_warnings_a_model_nothing_declares_and_an_empty_folder(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text("rules: [{name: typo, when: {model: glm5}, reply: {content: x}}]\n")
+    (tmp_path / "empty").mkdir()
+    server = Server("--scenario", str(tmp_path / "empty"), scenario=path)
+    try:
+        line = server.line_with("no scenario files")
+        assert line.startswith("WARNING:  ") and str(tmp_path / "empty") in line
+        line = server.line_with("names model 'glm5'")
+        assert line.startswith("WARNING:  ") and f"{path}:1:" in line and "rule 'typo'" in line
+    finally:
+        server.stop()
+
+
 def test_json_lines_for_ci(scenario: Path) -> None:
     server = Server("--log-format", "json", scenario=scenario)
     try:
