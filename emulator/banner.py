@@ -81,9 +81,8 @@ def log_start(runtime: Runtime, url: str) -> None:
         log.info("tokenhub-emulator listening on %s", url, extra={"fields": facts(runtime, url)})
     for folder in runtime.settings.scenarios:
         if Path(folder).is_dir() and not scenario_files([folder])[0]:
-            log.warning(
-                "no scenario files (%s) in %s: every request gets a generated reply", "/".join(SUFFIXES), folder
-            )
+            kinds = ", ".join("*" + suffix for suffix in SUFFIXES)
+            log.warning("no scenario files (%s) in %s: it adds no rules", kinds, folder)
     for warning in warnings_for(runtime.engine.scenarios):
         log.warning("%s", warning)
 
