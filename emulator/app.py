@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Scope
 
 from emulator import control, fault_control
@@ -30,6 +30,8 @@ from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
 from emulator.ratelimit import Admission, Limiter
+from emulator.request_log import RequestLog
+from emulator.route_hints import hint_for
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
 from emulator.scenarios.engine import decision_of
 from emulator.scoped_engine import ScopedEngine
@@ -430,16 +432,33 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    runtime = _runtime(request)
+    adapter = runtime.adapter_for(request.url.path, request.headers)
     if exc.status_code == 404:
+        hint = hint_for(request.url.path, runtime.profile, _served_by(request), str(request.base_url))
         message = f"Unknown request URL: {request.method} {request.url.path}. Please check the URL and method."
+        if hint is not None:
+            message = hint.message(request.method, request.url.path)
+            adapter = next(
+                a for a in runtime.adapters if a.protocol == ("chat" if hint.protocol == "models" else hint.protocol)
+            )
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed for {request.url.path}."
     else:
         message = str(exc.detail)
     failure = Failure(status=exc.status_code, message=message, headers=dict(exc.headers or {}))
-    runtime = _runtime(request)
-    adapter = runtime.adapter_for(request.url.path, request.headers)
     return error_response(runtime, adapter, failure, current_entry(request.scope))
+
+
+def _served_by(request: Request) -> Callable[[str], bool]:
+    """Whether the app has a route for a path (any method: a 405 there still says where the endpoint is)."""
+    routes = request.app.router.routes
+
+    def served(path: str) -> bool:
+        scope = {"type": "http", "path": path, "method": "POST", "root_path": ""}
+        return any(route.matches(scope)[0] != Match.NONE for route in routes if not isinstance(route, Mount))
+
+    return served
 
 
 def routes_for(runtime: Runtime) -> list[BaseRoute]:
@@ -472,6 +491,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
         protocol_for=runtime.protocol_for,
         on_crash=crash_response,
         endpoints={paths[a.protocol]: protocol_endpoint(runtime, a) for a in reversed(runtime.adapters)},
+        request_log=RequestLog(runtime),
     )
     app.state.runtime = runtime
     return app

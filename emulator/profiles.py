@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import MappingProxyType
 
 from emulator.errors import ApiError
@@ -216,9 +217,16 @@ class Profile:
         return ApiError(self.unknown.status, message, code=self.unknown.code, param="model")
 
     def error_kind(self, status: int) -> ErrorKind:
+        """The type, code and wording for `status`; a status the table lacks gets its class's type and code
+        (400's or 500's) and the HTTP reason phrase as its message."""
         if status in self.errors:
             return self.errors[status]
-        return self.errors.get(400 if status < 500 else 500, TOKENHUB_ERRORS[400 if status < 500 else 500])
+        kind = self.errors.get(400 if status < 500 else 500, TOKENHUB_ERRORS[400 if status < 500 else 500])
+        try:
+            phrase = f"{HTTPStatus(status).phrase}."
+        except ValueError:
+            phrase = f"The request failed with status {status}."
+        return ErrorKind(kind.type, kind.code, phrase)
 
     def check_ranges(self, values: dict[str, float | None]) -> None:
         """Raise the gateway's 400 for a sampling value outside its documented range."""

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
+collect_ignore = ["docs"]  # files the documentation's examples use (tests/test_docs.py), not tests of this suite
 
 
 class RunningServer:
@@ -37,6 +38,12 @@ class RunningServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kwargs)
 
 
+def own_environment() -> dict[str, str]:
+    """This process's environment less the emulator's variables: a server the suite starts is configured by
+    its own flags, not by a TOKENHUB_EMULATOR_CONTROL_TOKEN (or any other) that the suite runs under."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("TOKENHUB_EMULATOR_")}
+
+
 def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer:
     """Run `tokenhub-emulator serve --port 0 …` and wait for the line that names its URL."""
     command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning", *args]
@@ -47,7 +54,7 @@ def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**own_environment(), **(env or {})},
     )
     assert process.stdout is not None
     line = process.stdout.readline()

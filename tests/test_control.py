@@ -73,6 +73,7 @@ def test_shared_scenario_loads_lists_and_removes(http):
             "test_id": None,
             "description": "",
             "rules": ["ping"],
+            "sequences": {},
             "models": [],
         }
     ]

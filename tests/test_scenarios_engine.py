@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from emulator.exchange import Choice, Exchange, Failure, Message, Reply, Tool, ToolResult, UsageOverride
+from emulator.profiles import PROFILES
 from emulator.scenarios import (
     DeclaredModel,
     Engine,
@@ -253,7 +254,7 @@ def test_fail_with_defaults_and_with_every_field() -> None:
         """
     )
     limited = subject.respond(ask("x"))
-    assert limited == Failure(status=429, message="Rate limit exceeded, please retry later.", rule="limited")
+    assert limited == Failure(status=429, message="", rule="limited")  # the adapter words it, as the profile does
     custom = subject.respond(ask("x", "y"))
     assert custom == Failure(
         status=503,
@@ -268,7 +269,10 @@ def test_fail_with_defaults_and_with_every_field() -> None:
 
 def test_unlisted_statuses_get_their_http_phrase() -> None:
     outcome = engine("rules: [{fail: {status: 418}}]\n").respond(ask("x"))
-    assert isinstance(outcome, Failure) and outcome.message == "I'm a Teapot."
+    assert isinstance(outcome, Failure) and outcome.message == ""  # worded by the profile, as a fault is
+    for profile in PROFILES.values():
+        assert profile.error_kind(418).message == "I'm a Teapot."
+        assert profile.error_kind(599).message == "The request failed with status 599."
 
 
 # ---------------------------------------------------------------- sequences and state

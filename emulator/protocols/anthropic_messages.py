@@ -36,7 +36,6 @@ from emulator.protocols.anthropic_cache import (
 )
 from emulator.protocols.anthropic_threads import KeptReply, ThreadStore
 from emulator.protocols.base import Adapter, Context
-from emulator.scenarios.actions import default_message
 from emulator.shaping import Shaped
 from emulator.streaming import SseEvent
 from emulator.tokens import count_messages, count_text, split_tokens
@@ -679,10 +678,9 @@ def error_kind(status: int) -> tuple[str, str]:
 def error_body(failure: Failure, request_id: str | None = None) -> dict[str, Any]:
     """The Anthropic envelope; a scenario's own `type` and `message` win over the table."""
     kind, default = error_kind(failure.status)
-    own_message = failure.message and failure.message != default_message(failure.status)
     body: dict[str, Any] = {
         "type": "error",
-        "error": {"type": failure.type or kind, "message": failure.message if own_message else default},
+        "error": {"type": failure.type or kind, "message": failure.message or default},
     }
     if failure.code is not None:  # what the SDKs read as `error_code` and branch on
         body["error"]["details"] = {"error_code": failure.code}

@@ -99,12 +99,24 @@ def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
 
 
 def validate_paths(paths: Iterable[str | Path]) -> list[Problem]:
-    """What `tokenhub-emulator validate` prints: every problem, never raising."""
+    """What `tokenhub-emulator validate` prints: every problem, never raising. A folder without scenario
+    files is one: validating nothing is a mistake (a wrong path, a file named .yml.txt)."""
+    paths = list(paths)
+    empty = [Path(p) for p in paths if Path(p).is_dir() and not scenario_files([p])[0]]
+    problems = [
+        Problem(
+            str(folder),
+            1,
+            1,
+            f"no scenario files in this folder: nothing to check (expected {' or '.join('*' + s for s in SUFFIXES)} files)",
+        )
+        for folder in empty
+    ]
     try:
         load_scenarios(paths)
     except ScenarioError as error:
-        return error.problems
-    return []
+        problems += error.problems
+    return problems
 
 
 # ---------------------------------------------------------------- unreachable rules

@@ -85,7 +85,15 @@ def _matcher_mapping(check: Checker, data: YMap, subject: str, known_keys: bool 
     try:
         return TextMatcher.build(kind, values, ignore_case)
     except re.error as error:
-        return check.error(data.at(kind), f"invalid regex {values[0]!r} in {subject}: {error.msg}")
+        return check.error(data.at(kind), regex_problem(values[0], subject, error))
+
+
+def regex_problem(pattern: str, subject: str, error: re.error) -> str:
+    """The pattern as written (not Python's repr, which doubles every backslash) with a caret under the
+    place the regex engine stopped."""
+    if error.pos is None or "\n" in pattern:
+        return f"invalid regex in {subject}: {error.msg}: {pattern}"
+    return f"invalid regex in {subject}: {error.msg} at position {error.pos}\n    {pattern}\n    {' ' * error.pos}^"
 
 
 def value_test(check: Checker, value: Any, pos: Pos, subject: str) -> Any:
