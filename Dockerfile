@@ -1,4 +1,5 @@
-# tokenhub-emulator as a container: `docker build -t tokenhub-emulator .`
+# syntax=docker/dockerfile:1
+# tokenhub-emulator as a container: `docker build -t tokenhub-emulator .` (BuildKit, Docker's default builder)
 # Serves on 0.0.0.0:8000 the scenarios mounted at /scenarios; configured by TOKENHUB_EMULATOR_* variables.
 
 # ---- build: wheels for the project and every dependency, so the final stage installs offline
@@ -15,9 +16,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TOKENHUB_EMULATOR_HOST=0.0.0.0 \
     TOKENHUB_EMULATOR_PORT=8000 \
     TOKENHUB_EMULATOR_SCENARIO=/scenarios
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels tokenhub-emulator \
-    && rm -rf /wheels \
+# The wheels are mounted from the build stage for this one step: no layer of the image keeps a copy of them
+# (a COPY of them, removed by a later RUN, would still ship in the COPY's layer).
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links /wheels tokenhub-emulator \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin emulator \
     && mkdir -p /scenarios && chown emulator /scenarios
 USER 10001

@@ -3,6 +3,7 @@
     python bench/inprocess.py                      # the emulator (scenarios/) and bare Starlette, best of 3
     python bench/inprocess.py --scenario FILE      # another scenario file or folder
     python bench/inprocess.py --profile            # and the top of a cProfile of the emulator's requests
+    python bench/inprocess.py --log text           # with the request log on, as `serve` sets it, to /dev/null
 
 Calls the ASGI app directly (`await app(scope, receive, send)`), each time with a fresh scope, the body
 `Calculate 1+1` for glm-5 in one `http.request` message. The server's own share of a request (HTTP parsing,
@@ -79,6 +80,7 @@ async def measure(app: Any, requests: int) -> float:
         start = time.perf_counter()
         for _ in range(requests):
             await one(app, sent)
+            await asyncio.sleep(0)  # a turn of the loop between requests, as a server has: callbacks run
         best = min(best, (time.perf_counter() - start) / requests * 1e6)
     return best
 
@@ -88,9 +90,18 @@ async def main(args: argparse.Namespace) -> None:
     from emulator.config import Settings
     from emulator.streaming import steady_gc
 
+    if args.log:
+        import logging.config
+        import os
+
+        from emulator.request_log import logging_config
+
+        sink = open(os.devnull, "w")  # noqa: SIM115 - the log's stream for the whole run
+        logging.config.dictConfig(logging_config("info", args.log, stream=sink))
     emulator = build_app(Settings(scenarios=[args.scenario]))
     steady_gc()  # as `serve` does
-    print(f"emulator ({args.scenario}): {await measure(emulator, args.requests):.1f} µs/request")
+    shown = f"{args.scenario}, request log {args.log or 'off'}"
+    print(f"emulator ({shown}): {await measure(emulator, args.requests):.1f} µs/request")
     from bench.bare_app import app as bare  # answers `{}` here (bench/gateway.py gives it the emulator's bytes)
 
     print(f"bare Starlette:  {await measure(bare, args.requests):.1f} µs/request")
@@ -109,6 +120,7 @@ if __name__ == "__main__":
     parser.add_argument("--scenario", type=Path, default=ROOT / "scenarios")
     parser.add_argument("--requests", type=int, default=3000, help="per timed pass (three passes, best kept)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--log", choices=("text", "json"), help="write the request log (at info) to /dev/null")
     args = parser.parse_args()
     try:
         import uvloop

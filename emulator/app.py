@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Scope
 
 from emulator import control, fault_control, json_steps
@@ -24,13 +24,16 @@ from emulator.front import Endpoint, Front
 from emulator.generate import Generator
 from emulator.http import bearer_key, dumps, json_response, json_text_response, read_json
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, current_entry, elapsed_ms
-from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
+from emulator.profiles import DECLARE_HINT, DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
+from emulator.protocols import anthropic_catalog
 from emulator.protocols.anthropic_messages import MessagesAdapter
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
 from emulator.ratelimit import Admission, Limiter
+from emulator.request_log import RequestLog
 from emulator.response_store import ResponseStore
+from emulator.route_hints import hint_for
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
 from emulator.scenarios.actions import Decision
 from emulator.scenarios.engine import decision_of
@@ -149,12 +152,14 @@ class Runtime:
                 return adapter.protocol
         return None
 
-    def adapter_for(self, path: str) -> Adapter:
-        """The adapter whose envelope an error on `path` is written in (OpenAI's unless it is an Anthropic path)."""
-        for adapter in self.adapters:
-            if adapter.protocol == "messages" and path.startswith(self.profile.paths["messages"]):
-                return adapter
-        return next(a for a in self.adapters if a.protocol == "chat")
+    def adapter_for(self, path: str, headers: Mapping[str, str] | None = None) -> Adapter:
+        """The adapter whose envelope an error on `path` is written in: Anthropic's on its paths, and for an
+        Anthropic client (`anthropic-version`, `x-api-key`) anywhere but the OpenAI protocols' paths; else OpenAI's."""
+        by_protocol = {adapter.protocol: adapter for adapter in self.adapters}
+        protocol = self.protocol_for(path)
+        if protocol is None and headers is not None and anthropic_catalog.wants_anthropic_shape(headers):
+            protocol = "messages"
+        return by_protocol.get(protocol or "chat") or by_protocol["chat"]
 
 
 def journal_for(settings: Settings) -> Journal:
@@ -195,6 +200,14 @@ def catalog_for(engine: Engine) -> Catalog:
 
 def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+def note_asked(entry: Entry, body: Any) -> None:
+    """The model and stream flag a request's body names, for a journal entry that never got an Exchange."""
+    if isinstance(body, dict):
+        model, stream = body.get("model"), body.get("stream")
+        entry.model = model if isinstance(model, str) else None
+        entry.stream = stream is True
 
 
 def error_response(runtime: Runtime, adapter: Adapter, failure: Failure, entry: Entry | None = None) -> Response:
@@ -252,6 +265,7 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     except ApiError as exc:
         if entry is not None:
             entry.action = "rejected"
+            note_asked(entry, body)
         if size > OFF_LOOP_BYTES and isinstance(body, dict | list):  # millions of objects, maybe: freed in slices
             json_steps.free_in_slices(body)
         return error_response(runtime, adapter, exc.failure, entry)
@@ -452,39 +466,76 @@ def _model_body(model: CatalogModel) -> dict[str, object]:
     return {"id": model.id, "object": "model", "created": model.created, "owned_by": model.owned_by}
 
 
+def _anthropic_caller(request: Request, runtime: Runtime) -> bool:
+    """Whether an Anthropic client asks (its `anthropic-version` or `x-api-key` header), once its key is checked
+    the way its protocol checks it; a failed check answers in that protocol's envelope (see `api_error`)."""
+    if anthropic_catalog.wants_anthropic_shape(request.headers):
+        runtime.adapter_for(request.url.path, request.headers).authenticate(request, runtime.context)
+        return True
+    bearer_key(request, runtime.context.allowed_keys)
+    return False
+
+
 async def list_models(request: Request) -> Response:
     runtime = _runtime(request)
-    bearer_key(request, runtime.context.allowed_keys)
-    return json_response({"object": "list", "data": [_model_body(m) for m in runtime.catalog.listed()]})
+    if not _anthropic_caller(request, runtime):
+        return json_response({"object": "list", "data": [_model_body(m) for m in runtime.catalog.listed()]})
+    query = request.query_params
+    lifecycle = [*query.getlist("lifecycle"), *query.getlist("lifecycle[]")]
+    return json_response(anthropic_catalog.model_page(runtime.catalog.listed(), query, lifecycle))
 
 
 async def retrieve_model(request: Request) -> Response:
     runtime = _runtime(request)
-    bearer_key(request, runtime.context.allowed_keys)
+    anthropic = _anthropic_caller(request, runtime)
     requested = request.path_params["model_id"]
     model = runtime.catalog.models.get(requested)
-    if model is None:
-        raise ApiError(404, f"The model '{requested}' does not exist.", param="model", code="model_not_found")
-    return json_response(_model_body(model))
+    if model is None and anthropic:
+        raise anthropic_catalog.not_found(requested)
+    if model is None:  # a resource that is not there: 404 on every gateway
+        available = f"Available models: {runtime.catalog.available()}. {DECLARE_HINT}"
+        raise ApiError(
+            404, f"The model '{requested}' does not exist. {available}", param="model", code="model_not_found"
+        )
+    return json_response(anthropic_catalog.model_info(model) if anthropic else _model_body(model))
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     runtime = _runtime(request)
-    return error_response(runtime, runtime.adapter_for(request.url.path), exc.failure, current_entry(request.scope))
+    adapter = runtime.adapter_for(request.url.path, request.headers)
+    return error_response(runtime, adapter, exc.failure, current_entry(request.scope))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    runtime = _runtime(request)
+    adapter = runtime.adapter_for(request.url.path, request.headers)
     if exc.status_code == 404:
+        hint = hint_for(request.url.path, runtime.profile, _served_by(request), str(request.base_url))
         message = f"Unknown request URL: {request.method} {request.url.path}. Please check the URL and method."
+        if hint is not None:
+            message = hint.message(request.method, request.url.path)
+            adapter = next(
+                a for a in runtime.adapters if a.protocol == ("chat" if hint.protocol == "models" else hint.protocol)
+            )
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed for {request.url.path}."
     else:
         message = str(exc.detail)
     failure = Failure(status=exc.status_code, message=message, headers=dict(exc.headers or {}))
-    runtime = _runtime(request)
-    return error_response(runtime, runtime.adapter_for(request.url.path), failure, current_entry(request.scope))
+    return error_response(runtime, adapter, failure, current_entry(request.scope))
+
+
+def _served_by(request: Request) -> Callable[[str], bool]:
+    """Whether the app has a route for a path (any method: a 405 there still says where the endpoint is)."""
+    routes = request.app.router.routes
+
+    def served(path: str) -> bool:
+        scope = {"type": "http", "path": path, "method": "POST", "root_path": ""}
+        return any(route.matches(scope)[0] != Match.NONE for route in routes if not isinstance(route, Mount))
+
+    return served
 
 
 def routes_for(runtime: Runtime) -> list[BaseRoute]:
@@ -493,8 +544,10 @@ def routes_for(runtime: Runtime) -> list[BaseRoute]:
     for adapter in runtime.adapters:
         routes.append(Route(paths[adapter.protocol], create_endpoint(adapter), methods=["POST"]))
         routes.extend(adapter.extra_routes(paths[adapter.protocol]))
-    routes.append(Route(paths["models"], list_models, methods=["GET"]))
-    routes.append(Route(paths["models"] + "/{model_id:path}", retrieve_model, methods=["GET"]))
+    # an Anthropic client's base URL is where its SDK appends /v1/messages: its /v1/models sits beside that
+    for models in dict.fromkeys((paths["models"], paths["messages"].rsplit("/", 1)[0] + "/models")):
+        routes.append(Route(models, list_models, methods=["GET"]))
+        routes.append(Route(models + "/{model_id:path}", retrieve_model, methods=["GET"]))
     routes.append(Mount(CONTROL_PREFIX, routes=[*control.routes(), *fault_control.routes()]))
     return routes
 
@@ -515,6 +568,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
         protocol_for=runtime.protocol_for,
         on_crash=crash_response,
         endpoints={paths[a.protocol]: protocol_endpoint(runtime, a) for a in reversed(runtime.adapters)},
+        request_log=RequestLog(runtime),
     )
     app.state.runtime = runtime
     return app

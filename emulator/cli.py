@@ -1,4 +1,4 @@
-"""`tokenhub-emulator serve` and `tokenhub-emulator validate`."""
+"""`tokenhub-emulator serve | validate | init | journal | record | report`."""
 
 from __future__ import annotations
 
@@ -10,133 +10,191 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emulator import __version__, cli_faults, cli_limits, record
-from emulator.config import LOG_LEVELS, Settings, env_default, env_name, split_list
+from emulator.cli_options import (
+    PORT,
+    FlagError,
+    Parser,
+    apply_environment,
+    choice,
+    host,
+    integer,
+    option,
+    text,
+)
+from emulator.config import LOG_LEVELS, Settings, env_name
 from emulator.profiles import PROFILES
+from emulator.request_log import LOG_FORMATS
 
 FALLBACKS = ("generate", "error")
+PROG = "tokenhub-emulator"
 
 
-def _int_env(setting: str, default: int) -> int:
-    raw = env_default(setting)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"tokenhub-emulator: {env_name(setting)} must be an integer, got {raw!r}") from None
+def _path(value: str) -> Path:
+    if not value.strip():
+        raise ValueError("expected a file or folder")
+    return Path(value)
 
 
-def _parser() -> argparse.ArgumentParser:
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    option(
+        parser,
+        "--log-level",
+        default="info",
+        check=choice(LOG_LEVELS),
+        metavar="LEVEL",
+        help=f"what to log: {', '.join(LOG_LEVELS)}",
+    )
+    option(
+        parser,
+        "--log-format",
+        default="text",
+        check=choice(LOG_FORMATS),
+        metavar="FORMAT",
+        help="text (uvicorn's style, coloured on a terminal) or json (one object a line, for CI)",
+    )
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    option(parser, "--host", default="127.0.0.1", check=host, metavar="ADDRESS", help="address to bind")
+    option(parser, "--port", default=8000, check=PORT, metavar="N", help="port to bind; 0 picks a free one")
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     defaults = Settings()
-    parser = argparse.ArgumentParser(
-        prog="tokenhub-emulator",
+    parser = Parser(
+        prog=PROG,
         description="An offline emulator of LLM gateway APIs, scripted by YAML scenarios.",
-        epilog=f"Every serve flag can also be set by an environment variable, e.g. {env_name('port')}=8080.",
+        epilog=f"Every option can also be set by an environment variable, e.g. {env_name('port')}=8080; "
+        "`COMMAND --help` lists them.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve the emulated gateway")
-    serve.add_argument("--host", default=env_default("host", defaults.host), help="address to bind (default 127.0.0.1)")
-    serve.add_argument(
-        "--port", type=int, default=_int_env("port", defaults.port), help="port to bind; 0 picks a free one"
-    )
-    serve.add_argument(
+    serve = commands.add_parser("serve", help="serve the emulated gateway", description="Serve the emulated gateway.")
+    add_server_flags(serve)
+    option(
+        serve,
         "--scenario",
         action="append",
-        type=Path,
+        check=_path,
+        separator=os.pathsep,
         metavar="PATH",
-        help=f"scenario file or folder; repeat for more ({env_name('scenario')}: paths separated by '{os.pathsep}')",
+        shown_default="none: every answer is generated",
+        help=f"scenario file or folder; repeat for more (the variable: paths separated by '{os.pathsep}')",
     )
-    serve.add_argument(
+    option(
+        serve,
         "--scenario-root",
         action="append",
-        type=Path,
+        check=_path,
+        separator=os.pathsep,
         metavar="DIR",
+        shown_default="the --scenario folders",
         help="a folder the control API may load scenario paths from; repeat for more "
-        f"(default: the --scenario folders; {env_name('scenario_root')}: paths separated by '{os.pathsep}')",
+        f"(the variable: paths separated by '{os.pathsep}')",
     )
-    serve.add_argument("--seed", type=int, default=_int_env("seed", defaults.seed), help="seed for generated replies")
-    serve.add_argument(
-        "--log-level", default=env_default("log_level", defaults.log_level), choices=LOG_LEVELS, type=str.lower
-    )
-    serve.add_argument(
+    option(serve, "--seed", default=0, check=integer(0, 2**63 - 1), metavar="N", help="seed for generated replies")
+    add_log_flags(serve)
+    option(
+        serve,
         "--api-key",
         action="append",
+        check=text("an API key"),
+        separator=",",
+        variable=env_name("api_keys"),
         metavar="KEY",
-        help=f"accept only these keys; repeat for more ({env_name('api_keys')}: comma-separated). Default: any key",
+        shown_default="any non-empty key",
+        help="accept only these keys; repeat for more (the variable: comma-separated)",
     )
-    serve.add_argument(
-        "--max-body-bytes", type=int, default=_int_env("max_body_bytes", defaults.max_body_bytes), metavar="N"
+    option(
+        serve,
+        "--max-body-bytes",
+        default=defaults.max_body_bytes,
+        check=integer(1, None, "a number of bytes"),
+        metavar="N",
+        help="a larger request body gets a 413",
     )
-    serve.add_argument(
+    option(
+        serve,
         "--fallback",
-        choices=FALLBACKS,
-        default=env_default("fallback", defaults.fallback),
-        help="when no rule matches: a generated reply or an error naming the nearest rules "
-        "(default: the scenarios' settings.fallback, else generate)",
+        check=choice(FALLBACKS),
+        metavar="|".join(FALLBACKS),
+        shown_default="the scenarios' settings.fallback, else generate",
+        help="when no rule matches: a generated reply, or a 400 naming the nearest rules",
     )
-
-    serve.add_argument(
+    option(
+        serve,
         "--profile",
-        choices=sorted(PROFILES),
-        default=env_default("profile", defaults.profile),
-        help="which documented gateway to be (default: the scenarios' settings.profile, else tokenhub)",
+        check=choice(sorted(PROFILES)),
+        metavar="NAME",
+        shown_default="the scenarios' settings.profile, else tokenhub",
+        help=f"which documented gateway to be: {', '.join(sorted(PROFILES))}",
     )
-
-    serve.add_argument(
+    option(
+        serve,
         "--control-token",
-        default=env_default("control_token"),
+        check=text("a token"),
         metavar="TOKEN",
-        help=f"token the /_emulator/ control API requires; needed to use it beyond loopback "
-        f"(prefer {env_name('control_token')}: flags show in process lists)",
+        help="token the /_emulator/ control API requires; needed to use it beyond loopback "
+        "(prefer the variable: flags show in process lists)",
     )
-    serve.add_argument(
+    option(
+        serve,
         "--watch",
-        action="store_true",
-        default=env_default("watch", "") in ("1", "true", "yes"),
+        boolean=True,
         help="reload scenario files when they change; a file with errors keeps the previous version serving",
     )
-
     cli_faults.add_serve_flags(serve)
     cli_limits.add_serve_flags(serve)
 
-    validate = commands.add_parser("validate", help="check scenario files without serving")
-    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    record.add_parser(commands)
-    cli_faults.add_report_parser(commands)
-    return parser
+    validate = commands.add_parser(
+        "validate",
+        help="check scenario files without serving",
+        description="Check scenario files: exit 0 when every file is good (warnings are printed), 1 otherwise.",
+    )
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="scenario files or folders")
+
+    from emulator import cli_init, cli_journal
+
+    init = cli_init.add_parser(commands)
+    journal = cli_journal.add_parser(commands)
+    recording = record.add_parser(commands)
+    report = cli_faults.add_report_parser(commands)
+    return parser, {
+        "serve": serve,
+        "validate": validate,
+        "init": init,
+        "journal": journal,
+        "record": recording,
+        "report": report,
+    }
 
 
-def _env_paths(setting: str) -> list[Path]:
-    return [Path(p) for p in split_list(env_default(setting), os.pathsep)]
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The arguments of a command line, options not given taken from their environment variables;
+    raises FlagError for a wrong value (argparse's own errors exit 2)."""
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    return apply_environment(commands[args.command], args)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    scenarios = args.scenario or _env_paths("scenario")
-    if args.fallback is not None and args.fallback not in FALLBACKS:
-        raise SystemExit(f"tokenhub-emulator: fallback must be one of {', '.join(FALLBACKS)}, got {args.fallback!r}")
-    if args.profile is not None and args.profile not in PROFILES:
-        raise SystemExit(
-            f"tokenhub-emulator: profile must be one of {', '.join(sorted(PROFILES))}, got {args.profile!r}"
-        )
-    if args.log_level not in LOG_LEVELS:
-        raise SystemExit(f"tokenhub-emulator: log level must be one of {', '.join(LOG_LEVELS)}")
     return Settings(
         host=args.host,
         port=args.port,
-        scenarios=scenarios,
+        scenarios=list(args.scenario or []),
         seed=args.seed,
         log_level=args.log_level,
-        api_keys=args.api_key or split_list(env_default("api_keys")),
+        log_format=args.log_format,
+        api_keys=list(args.api_key or []),
         max_body_bytes=args.max_body_bytes,
         fallback=args.fallback,
         profile=args.profile,
         control_token=args.control_token or None,
-        watch=args.watch,
+        watch=bool(args.watch),
         timing=cli_faults.timing_from_args(args),
         rate_limits=cli_faults.rate_limits_from_args(args),
-        scenario_roots=args.scenario_root or _env_paths("scenario_root") or None,
+        scenario_roots=list(args.scenario_root) if args.scenario_root else None,
         **cli_limits.limits_from_args(args),
     )
 
@@ -152,11 +210,17 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings) -> int:
+    import logging.config
+
     from emulator.app import Runtime, build_app, error_body_for
+    from emulator.banner import banner_lines, log_start
+    from emulator.request_log import logging_config
     from emulator.scenarios import ScenarioError
     from emulator.server import GracefulServer, server_config
     from emulator.streaming import steady_gc
 
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
     try:
         runtime = Runtime.from_settings(settings)
     except ScenarioError as exc:
@@ -170,22 +234,28 @@ def serve(settings: Settings) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}"
     app = build_app(settings, runtime)
     steady_gc()  # no collector pauses in the middle of timed streams
-    config = server_config(app, settings, error_body_for(runtime))
+    # the request log (emulator/request_log.py) writes one line per request instead of uvicorn's access log
+    config = server_config(app, settings, error_body_for(runtime), log_config=log_config, access_log=False)
     if settings.watch:
         from emulator.watch import WatchingServer
 
         server: GracefulServer = WatchingServer(config, runtime)
     else:
         server = GracefulServer(config)
-    print(f"tokenhub-emulator listening on http://{shown_host}:{port}", flush=True)
+    print(f"tokenhub-emulator listening on {url}", flush=True)  # the first line: tools read the URL from it
+    if settings.log_format == "text" and logging.getLogger("tokenhub_emulator").isEnabledFor(logging.INFO):
+        print("\n".join(banner_lines(runtime, url)), flush=True)
+    log_start(runtime, url)
     server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
     return 0
 
 
 def validate(paths: Sequence[Path]) -> int:
     from emulator.scenarios import validate_paths
+    from emulator.scenarios.lint import scenario_warnings
 
     problems = validate_paths(paths)
     for problem in problems:
@@ -193,19 +263,38 @@ def validate(paths: Sequence[Path]) -> int:
     if problems:
         print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
-    print(f"ok: {', '.join(str(p) for p in paths)}")
+    warnings = scenario_warnings(paths)
+    for warning in warnings:
+        print(f"{warning.file}:{warning.line}:{warning.column}: warning: {warning.message}")
+    shown = ", ".join(str(p) for p in paths)
+    print(f"ok: {shown}" + (f" ({len(warnings)} warning(s))" if warnings else ""))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "validate":
-        return validate(args.paths)
-    if args.command == "record":
-        return record.run(args)
-    if args.command == "report":
-        return cli_faults.run_report(args)
-    return serve(settings_from(args))
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    command = commands[args.command]
+    try:
+        apply_environment(command, args)
+        if args.command == "validate":
+            return validate(args.paths)
+        if args.command == "init":
+            from emulator import cli_init
+
+            return cli_init.run(args)
+        if args.command == "journal":
+            from emulator import cli_journal
+
+            return cli_journal.run(args)
+        if args.command == "record":
+            return record.run(args)
+        if args.command == "report":
+            return cli_faults.run_report(args)
+        return serve(settings_from(args))
+    except FlagError as error:
+        print(f"{command.prog}: error: {error} (see {command.prog} --help)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

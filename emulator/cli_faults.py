@@ -15,7 +15,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from emulator.config import env_default, env_name
+from emulator.cli_options import FlagError, http_url, option, text
+from emulator.config import env_name
 from emulator.ratelimit import RateLimits, parse_per_flag
 from emulator.timing import TimingSpec, TimingValueError, timing_from_strings
 
@@ -31,10 +32,11 @@ TIMING_FLAGS: dict[str, tuple[str, str]] = {
 LIMIT_FLAGS: dict[str, str] = {
     "rate-limit-requests": "requests per window, per bucket (token bucket)",
     "rate-limit-tokens": "tokens per window, per bucket",
-    "rate-limit-window-s": "the window in seconds (default 60)",
+    "rate-limit-window-s": "the window in seconds",
     "rate-limit-concurrency": "requests open at once, per bucket; one more gets a 429",
-    "rate-limit-per": "what a bucket is kept per: key,model (default), key, model or none",
+    "rate-limit-per": "what a bucket is kept per: key,model, key, model or none",
 }
+LIMIT_DEFAULTS = {"rate-limit-window-s": "60", "rate-limit-per": "key,model"}
 REPORT_URL = "http://127.0.0.1:8000"
 
 
@@ -44,15 +46,15 @@ def _setting(flag: str) -> str:
 
 def add_serve_flags(serve: argparse.ArgumentParser) -> None:
     timing = serve.add_argument_group("timing (request headers x-emulator-* override them per request)")
-    for flag, (_, text) in TIMING_FLAGS.items():
-        timing.add_argument(f"--{flag}", default=env_default(_setting(flag)), metavar="VALUE", help=text)
+    for flag, (_, help) in TIMING_FLAGS.items():
+        option(serve, f"--{flag}", group=timing, metavar="VALUE", help=help, shown_default="none")
     limits = serve.add_argument_group("rate limits (a scenario's settings.rate_limits replaces them)")
-    for flag, text in LIMIT_FLAGS.items():
-        limits.add_argument(f"--{flag}", default=env_default(_setting(flag)), metavar="VALUE", help=text)
+    for flag, help in LIMIT_FLAGS.items():
+        option(serve, f"--{flag}", group=limits, metavar="VALUE", help=help, shown_default=LIMIT_DEFAULTS.get(flag))
 
 
-def _fail(flag: str, message: str) -> SystemExit:
-    return SystemExit(f"tokenhub-emulator: --{flag} (or {env_name(_setting(flag))}): {message}")
+def _fail(flag: str, message: str) -> FlagError:
+    return FlagError(f"--{flag} (or {env_name(_setting(flag))}): {message}")
 
 
 def timing_from_args(args: argparse.Namespace) -> TimingSpec | None:
@@ -103,21 +105,35 @@ def rate_limits_from_args(args: argparse.Namespace) -> RateLimits | None:
 # ---------------------------------------------------------------- report
 
 
-def add_report_parser(commands: Any) -> None:
+def add_client_flags(parser: argparse.ArgumentParser) -> None:
+    """--url, --test-id and --control-token: how a command reaches a running emulator's control API."""
+    option(parser, "--url", default=REPORT_URL, check=http_url, metavar="URL", help="the emulator's root URL")
+    option(parser, "--test-id", check=test_id, metavar="ID", help="only the requests of this test id")
+    option(
+        parser,
+        "--control-token",
+        check=text("a token"),
+        metavar="TOKEN",
+        help="the control token, when the server needs one",
+    )
+
+
+def test_id(value: str) -> str:
+    if not value or not value.isprintable():
+        raise ValueError(f"expected a test id of printable characters, got {value!r}")
+    return value
+
+
+def add_report_parser(commands: Any) -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="print the resilience report of a running emulator (exit 1 when the client misbehaved)",
         description="How the client behaved under the faults it was given: retries, waits against retry-after, "
         "backoff, retried non-retryable errors, giving up. Exit status: 0 good, 1 problems, 2 no report.",
     )
-    report.add_argument(
-        "--url", default=env_default("url", REPORT_URL), help=f"the emulator's URL (default {REPORT_URL})"
-    )
-    report.add_argument("--test-id", default=None, help="only the requests of this test id")
-    report.add_argument("--json", action="store_true", help="print the report as JSON")
-    report.add_argument(
-        "--control-token", default=env_default("control_token"), help="the control token, when the server needs one"
-    )
+    add_client_flags(report)
+    option(report, "--json", boolean=True, help="print the report as JSON")
+    return report
 
 
 def run_report(args: argparse.Namespace) -> int:

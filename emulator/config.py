@@ -24,6 +24,7 @@ class Settings:
     scenarios: list[Path] = field(default_factory=list)
     seed: int = 0
     log_level: str = "info"
+    log_format: str = "text"  # text | json: the request log and uvicorn's own lines
     api_keys: list[str] = field(default_factory=list)  # empty: any non-empty key is accepted
     max_body_bytes: int = 10 * 1024 * 1024
     profile: str | None = None  # which documented gateway to be (emulator.profiles.PROFILES); None: the

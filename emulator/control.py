@@ -28,7 +28,6 @@ from emulator.control_http import (
 from emulator.exchange import Failure
 from emulator.headers import header_problem
 from emulator.http import json_response
-from emulator.scenarios.actions import default_message
 
 STARTED = time.time()
 YAML_TYPES = frozenset(
@@ -234,7 +233,7 @@ async def fail_next(request: Request) -> Response:
         raise ControlError(400, f"'headers': {problem}.", code="invalid_parameter", param="headers")
     failure = Failure(
         status=status,
-        message=texts["message"] or default_message(status),
+        message=texts["message"] or "",  # none given: the profile's wording for the status
         type=texts["type"],
         code=texts["code"],
         param=texts["param"],
@@ -271,6 +270,7 @@ async def list_journal(request: Request) -> Response:
         status=int_param(request, "status", low=100, high=599),
         rule=query.get("rule") or None,
         protocol=protocol,
+        request_id=query.get("request_id") or None,
         since=float_param(request, "since"),
         limit=int_param(request, "limit", low=1, high=1_000_000),
     )
@@ -280,8 +280,8 @@ async def list_journal(request: Request) -> Response:
 @control_endpoint()
 async def journal_entry(request: Request) -> Response:
     runtime = _runtime(request)
-    raw = request.path_params["entry_id"]
-    entry = next((e for e in runtime.journal.entries() if str(e.id) == raw), None)
+    raw = request.path_params["entry_id"]  # its number, or the request id the client saw
+    entry = next((e for e in runtime.journal.entries() if str(e.id) == raw or e.request_id == raw), None)
     test_id = test_id_of(request)
     if entry is None or (test_id is not None and entry.test_id != test_id):
         raise ControlError(404, f"No journal entry {raw!r}.", code="entry_not_found", param="entry_id")

@@ -30,10 +30,13 @@ def select(
     status: int | None = None,
     rule: str | None = None,
     protocol: str | None = None,
+    request_id: str | None = None,
     since: float | None = None,
     limit: int | None = None,
 ) -> list[Entry]:
-    entries = runtime.journal.entries(test_id=test_id, path=path, status=status, rule=rule, protocol=protocol)
+    entries = runtime.journal.entries(
+        test_id=test_id, path=path, status=status, rule=rule, protocol=protocol, request_id=request_id
+    )
     if since is not None:
         entries = [e for e in entries if e.time >= since]
     return entries[-limit:] if limit else entries

@@ -75,6 +75,11 @@ SCHEMAS: dict[str, Any] = {
             "test_id": {**NULLABLE_STRING, "description": "the test it answers; null: shared by every request"},
             "description": {"type": "string"},
             "rules": {**STRINGS, "description": "rule names, in match order"},
+            "sequences": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "the rules whose action is a sequence, and how many steps each has",
+            },
             "models": {**STRINGS, "description": "model ids it declares"},
         }
     ),
@@ -238,6 +243,7 @@ _QUERY = {
         ("protocol", {"enum": ["chat", "responses", "messages"]}, "only this protocol"),
         ("since", {"type": "number"}, "only requests that arrived at or after this time (epoch seconds)"),
         ("limit", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "only the last N"),
+        ("request_id", {"type": "string"}, "only the request whose response carried this x-request-id"),
         ("name", {"type": "string"}, "name to load the scenario under"),
         ("replace", {"type": "boolean"}, "replace every scenario of the scope"),
         ("file", {"type": "string"}, "the file name problems and the listing show"),
@@ -246,7 +252,7 @@ _QUERY = {
 
 
 def paths() -> dict[str, Any]:
-    journal_filters = [_QUERY[n] for n in ("path", "status", "rule", "protocol", "since", "limit")]
+    journal_filters = [_QUERY[n] for n in ("path", "status", "rule", "protocol", "request_id", "since", "limit")]
     return {
         "/health": {"get": _op("Liveness", (200, "Health", "Serving"), guarded=False)},
         "/ready": {"get": _op("Readiness: scenarios loaded", (200, "Ready", "Ready"), guarded=False)},
@@ -318,9 +324,15 @@ def paths() -> dict[str, Any]:
         "/journal/{entry_id}": {
             "parameters": [
                 *TEST_ID,
-                {"name": "entry_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                {
+                    "name": "entry_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "the entry's number (`id`), or the x-request-id / request-id its response carried",
+                },
             ],
-            "get": _op("One journaled request", (200, "JournalEntry", "The entry"), 404),
+            "get": _op("One journaled request, by number or by request id", (200, "JournalEntry", "The entry"), 404),
         },
     }
 

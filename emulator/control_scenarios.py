@@ -21,6 +21,7 @@ import yaml
 
 from emulator.control_http import ControlError
 from emulator.scenarios import Problem, Scenario, ScenarioError, parse_scenario
+from emulator.scenarios.actions import SequenceAction
 from emulator.scenarios.loader import SUFFIXES, load_scenario_file, unreachable_across_files
 from emulator.scenarios.schema import KEYS
 
@@ -35,7 +36,7 @@ def parse_body(text: str, name: str | None, file: str | None = None) -> Scenario
 
     `file` is what problems and the listing call it (the client's file name, when it read one).
     """
-    label = name or f"body-{next(_unnamed)}"
+    label = name or _stem(file) or f"body-{next(_unnamed)}"
     try:
         scenario = parse_scenario(text, file or label, label)
     except ScenarioError as error:
@@ -43,6 +44,17 @@ def parse_body(text: str, name: str | None, file: str | None = None) -> Scenario
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # a loader slip: not a 500
         raise invalid([Problem(file or label, 1, 1, f"the scenario could not be read: {error}")]) from None
     return replace(scenario, name=name) if name else scenario
+
+
+def _stem(file: str | None) -> str | None:
+    """What a scenario read from `file` (a path, or a label such as a test's name) is called: its base name
+    without .yaml / .yml; its rules are then named `<stem>#<n>` unless they have names of their own."""
+    if not file:
+        return None
+    base = file.replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in SUFFIXES:
+        base = base.removesuffix(suffix)
+    return base or None
 
 
 def scenario_roots(settings: Any) -> list[Path]:
@@ -227,6 +239,9 @@ def _describe(scenario: Scenario, source: str, scope: str | None) -> dict[str, A
         "test_id": scope,
         "description": scenario.description,
         "rules": [rule.name for rule in scenario.rules],
+        "sequences": {
+            rule.name: len(rule.action.steps) for rule in scenario.rules if isinstance(rule.action, SequenceAction)
+        },
         "models": [model.id for model in scenario.models],
     }
 

@@ -6,11 +6,27 @@ the scenario engine only ever sees these types.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
+
+# What a client adds to the user's message on its own: Claude Code puts `<system-reminder>…</system-reminder>`
+# blocks (the date, the todo list, attribution rules) before and after what the person typed.
+REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
+REMINDER_OPEN = "<system-reminder>"
+
+
+def typed_text(text: str) -> str | None:
+    """What the person typed: the text without the client's reminders, trimmed; None when nothing is left."""
+    if REMINDER_OPEN not in text:
+        return text
+    own = REMINDER.sub("", text).strip()
+    return own or None
+
+
 Protocol = Literal["chat", "responses", "messages"]
 
 
@@ -118,9 +134,13 @@ class Exchange:
 
     @cached
     def last_user_text(self) -> str:
+        """The text of the last user message that holds words of the user's own: reminder blocks a client adds
+        (Claude Code's `<system-reminder>`) are left out, and a message of nothing but reminders is passed over."""
         for message in reversed(self.messages):
             if message.role == "user":
-                return message.text
+                typed = typed_text(message.text)
+                if typed is not None:
+                    return typed
         return ""
 
     @cached

@@ -10,6 +10,8 @@ GET    /_emulator/report           the resilience report (?test_id= or x-emulato
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +24,7 @@ from emulator.faults import parse_fault_json
 from emulator.http import json_response
 
 MAX_FAULT_BODY = 64 * 1024
+log = logging.getLogger("tokenhub_emulator.faults")
 
 
 def _runtime(request: Request) -> Any:
@@ -49,7 +52,23 @@ async def add_fault(request: Request) -> Response:
         message = "Invalid fault: " + "; ".join(problems)
         raise ControlError(400, message if message.endswith((".", "?")) else message + ".", code="invalid_fault")
     runtime.faults.add(rule)
-    return json_response(rule.as_dict(), 201)
+    body = rule.as_dict()
+    warning = window_warning(rule.pattern.window, time.monotonic() - runtime.faults.started)
+    if warning:
+        log.warning("fault %s (%s): %s", rule.id, rule.fault.label, warning)
+        body["warning"] = warning
+    return json_response(body, 201)
+
+
+def window_warning(window: tuple[float, float] | None, elapsed: float) -> str | None:
+    """A window is counted from the server's start (or the last full reset): one already over never fires."""
+    if window is None or elapsed < window[1]:
+        return None
+    return (
+        f"the window [{window[0]:g}, {window[1]:g}] is over: it counts seconds since the server started or was "
+        f"last reset (POST /_emulator/reset), {elapsed:.0f} s ago, so this fault will never fire; give a window "
+        f"from second {elapsed:.0f} on, or reset first"
+    )
 
 
 @control_endpoint()
@@ -88,7 +107,12 @@ def openapi_paths() -> dict[str, Any]:
         "description": "A fault, as a scenario's `fault:` mapping (docs/faults-and-timing.md), with its id, "
         "source (runtime | scenario) and label.",
         "required": ["id", "source", "label"],
-        "properties": {"id": {"type": "string"}, "source": {"type": "string"}, "label": {"type": "string"}},
+        "properties": {
+            "id": {"type": "string"},
+            "source": {"type": "string"},
+            "label": {"type": "string"},
+            "warning": {"type": "string", "description": "when added: why it may never fire (a window already over)"},
+        },
     }
     report = {
         "type": "object",

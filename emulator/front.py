@@ -5,8 +5,9 @@ Every HTTP request gets, in this order (each once, in one frame):
 - its test id taken out of a `/_emulator/t/<test id>/…` URL (emulator/test_scope.py);
 - a request id, sent back in the `x-request-id` and `request-id` headers of every response, errors included;
 - a journal entry, unless it is a control API request (`/_emulator/…`): it records the status and headers
-  that went back (without the request-id headers), when the first byte and each streamed chunk left, how
-  long it took, and whether the client went away;
+  that went back (the request-id headers included), when the first byte and each streamed chunk left, how
+  long it took, and whether the client went away; once the response is over the entry goes to the request
+  log (emulator/request_log.py), which writes its line on the next turn of the event loop;
 - a 500 in the protocol's envelope when anything crashes before the response has started (the exception
   is logged, never sent to the client).
 
@@ -35,11 +36,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.ids import uuid4_hex
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, Unread, decoded_headers, elapsed_ms
+from emulator.request_log import RequestLog
 from emulator.streaming import Drain
 from emulator.test_scope import SCOPE_PREFIX, unscoped
 
 REQUEST_ID_HEADERS = (b"x-request-id", b"request-id")  # OpenAI's SDK reads the first, Anthropic's the second
 log = logging.getLogger("tokenhub_emulator")
+control_log = logging.getLogger("tokenhub_emulator.control")  # control API calls, at debug
 
 # A protocol endpoint: the request and its journal entry → the response to send (a Response, a Delivery, …).
 Endpoint = Callable[[Request, Entry | None], Awaitable[ASGIApp]]
@@ -91,9 +94,11 @@ class Front(Starlette):
         protocol_for: Callable[[str], str | None],
         on_crash: Callable[[Scope], Response],
         endpoints: Mapping[str, Endpoint],
+        request_log: RequestLog | None = None,
     ) -> None:
         super().__init__(routes=routes, exception_handlers=exception_handlers)
         self.journal = journal
+        self.request_log = request_log  # told of each finished request: its line is written off this path
         self.protocol_for = protocol_for
         self.on_crash = on_crash
         self.endpoints = {path: (endpoint, protocol_for(path)) for path, endpoint in endpoints.items()}
@@ -145,16 +150,18 @@ class Front(Starlette):
             state["journal_entry"] = entry
 
         started = False
+        status = None
 
         async def send_out(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             kind = message["type"]
             if kind == "http.response.start":
                 started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *ids]
                 if entry is not None:
                     entry.status = message["status"]
-                    entry._response_headers = Unread(message.get("headers", []), decoded_headers)
-                message["headers"] = [*message.get("headers", []), *ids]
+                    entry._response_headers = Unread(message["headers"], decoded_headers)
             elif kind == "http.response.body" and entry is not None:
                 now = elapsed_ms(entry)
                 if entry.first_byte_ms is None:
@@ -199,6 +206,10 @@ class Front(Starlette):
                 if entry is not None:
                     entry.duration_ms = elapsed_ms(entry)
                     self.journal.settle(entry)
+                    if self.request_log is not None:
+                        self.request_log.finished(entry)
+                elif self.request_log is not None and control_log.isEnabledFor(logging.DEBUG):
+                    control_log.debug("%s %s %s · %s", scope["method"], path, status, request_id)
         except Exception:
             log.exception("unexpected error while answering %s %s", scope.get("method"), scope.get("path"))
             if not started:

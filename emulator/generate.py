@@ -608,16 +608,18 @@ _IDENTIFIER = re.compile(r"[\w-]+")  # what a tool name looks like: letters, dig
 _NAME_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 
-def generated_reply(exchange: Exchange, generator: Generator, *, sentences: tuple[int, int] = (1, 3)) -> Reply:
+def generated_reply(
+    exchange: Exchange, generator: Generator, *, sentences: tuple[int, int] = (1, 3), tool_calls: str = "forced"
+) -> Reply:
     """The answer when no scenario rule matches: the same request always gets the same reply.
 
-    Tool calls follow `tool_choice` (see `_tools_to_call`); otherwise the content follows `response_format`,
-    mentions the tool results it follows, or is generated prose.
+    Tool calls follow `tool_choice` and the scenarios' `generate.tool_calls` (see `_tools_to_call`); otherwise
+    the content follows `response_format`, mentions the tool results it follows, or is generated prose.
     """
     conversation = _conversation_key(exchange)
     return Reply(
         choices=[
-            _generated_choice(exchange, generator, (exchange.seed, conversation, index), sentences)
+            _generated_choice(exchange, generator, (exchange.seed, conversation, index), sentences, tool_calls)
             for index in range(max(exchange.n, 1))
         ]
     )
@@ -636,23 +638,25 @@ def _result_text(message: Message) -> str | None:
 
 
 def _generated_choice(
-    exchange: Exchange, generator: Generator, keys: tuple[Any, ...], sentences: tuple[int, int]
+    exchange: Exchange, generator: Generator, keys: tuple[Any, ...], sentences: tuple[int, int], tool_calls: str
 ) -> Choice:
     rng = generator.rng("choice", *keys)
     reasoning = generator.text("reasoning", *keys, sentences=(2, 4)) if exchange.reasoning else None
-    tools = _tools_to_call(exchange, rng)
+    tools = _tools_to_call(exchange, rng, tool_calls)
     if tools:
         calls = [_tool_call(tool, generator, rng, (*keys, position)) for position, tool in enumerate(tools)]
         return Choice(reasoning=reasoning, tool_calls=calls)
     return Choice(content=_content(exchange, generator, keys, sentences), reasoning=reasoning)
 
 
-def _tools_to_call(exchange: Exchange, rng: random.Random) -> list[Tool]:
+def _tools_to_call(exchange: Exchange, rng: random.Random, tool_calls: str = "forced") -> list[Tool]:
     """Which tools the reply calls.
 
     "none" or no tools: none. "function": the named tool. "required": the tools the user's last message
-    mentions, else random ones; one, or up to two when parallel calls are allowed. "auto": the mentioned
-    tools (up to two with parallel calls), unless the last message is a tool result, which gets a text answer.
+    mentions, else random ones; one, or up to two when parallel calls are allowed. "auto": none — an agent
+    runs whatever it is handed, so an invented call is never safe — unless `tool_calls` is "auto"
+    (`settings.generate.tool_calls`): then the mentioned tools (up to two with parallel calls), unless the last
+    message is a tool result, which gets a text answer.
     """
     tools, choice = exchange.tools, exchange.tool_choice
     if not tools or choice.mode == "none":
@@ -665,7 +669,7 @@ def _tools_to_call(exchange: Exchange, rng: random.Random) -> list[Tool]:
         others = [tool for tool in tools if tool not in mentioned]
         rng.shuffle(others)
         return (mentioned + others)[: rng.randint(1, limit)]
-    if exchange.messages and exchange.messages[-1].role == "tool":
+    if tool_calls != "auto" or (exchange.messages and exchange.messages[-1].role == "tool"):
         return []
     return mentioned[:limit]
 

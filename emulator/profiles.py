@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import MappingProxyType
 
 from emulator.errors import ApiError
@@ -78,11 +79,8 @@ class Catalog:
     def listed(self) -> list[CatalogModel]:
         return list(self.models.values())
 
-    def resolve(self, requested: str) -> CatalogModel:
-        """The model that serves `requested`: an id, a `provider/model` id or a custom service id.
-
-        Raises the gateway's 403 `model_not_available` when nothing serves it.
-        """
+    def find(self, requested: str) -> CatalogModel | None:
+        """The model that serves `requested` (an id, a `provider/model` id or a custom service id), if any."""
         model = self.models.get(requested)
         if model is None and "/" in requested:
             provider, _, name = requested.partition("/")
@@ -91,14 +89,21 @@ class Catalog:
                 model = candidate
         if model is not None and model.serves:
             model = self.models.get(model.serves, model)
-        if model is None:
-            available = ", ".join(m.id for m in self.models.values() if not m.serves)
-            raise ApiError(
-                403,
-                f"The model `{requested}` does not exist or has not been activated. Available models: {available}.",
-                param="model",
-            )
         return model
+
+    def resolve(self, requested: str, profile: Profile | None = None) -> CatalogModel:
+        """The model that serves `requested`; raises the profile's unknown-model error when nothing does."""
+        model = self.find(requested)
+        if model is None:
+            raise (profile or PROFILES[DEFAULT_PROFILE]).unknown_model(requested, self)
+        return model
+
+    def available(self) -> str:
+        """The ids a request may name, aliases with what they serve: `glm-5, my-coder (serves glm-5)`."""
+        return ", ".join(f"{m.id} (serves {m.serves})" if m.serves else m.id for m in self.models.values())
+
+
+DECLARE_HINT = "To serve another model id, declare it under `models:` in a scenario, e.g. `models: [{id: my-model, serves: glm-5}]`."
 
 
 # Seed 004's table: the same statuses, named as MaxToken names them.
@@ -174,6 +179,15 @@ class AnthropicRoute:
     upstream: bool = False  # api.anthropic.com itself: unknown model → 404, temperature at most 1
 
 
+@dataclass(frozen=True)
+class UnknownModel:
+    """How a gateway refuses a model it does not serve: status, code and the first words of the message."""
+
+    status: int = 403
+    code: str | None = None  # None: the error table's code for `status`
+    wording: str = "The model `{model}` does not exist or has not been activated."
+
+
 TOKENHUB_ANTHROPIC = AnthropicRoute(
     ignored_fields=frozenset({"container", "mcp_servers", "metadata", "service_tier", "thinking", "top_k"}),
     unsupported_blocks=frozenset({"image", "document", "search_result", "redacted_thinking"}),
@@ -193,11 +207,26 @@ class Profile:
     anthropic: AnthropicRoute = AnthropicRoute()
     errors: dict[int, ErrorKind] = field(default_factory=lambda: TOKENHUB_ERRORS)
     ranges: dict[str, Range] = field(default_factory=dict)  # stricter sampling ranges than the protocol's
+    unknown: UnknownModel = UnknownModel()
+
+    def unknown_model(self, requested: str, catalog: Catalog) -> ApiError:
+        """The error for a model nothing serves: the gateway's words, then what is available and how to add one."""
+        message = (
+            f"{self.unknown.wording.format(model=requested)} Available models: {catalog.available()}. {DECLARE_HINT}"
+        )
+        return ApiError(self.unknown.status, message, code=self.unknown.code, param="model")
 
     def error_kind(self, status: int) -> ErrorKind:
+        """The type, code and wording for `status`; a status the table lacks gets its class's type and code
+        (400's or 500's) and the HTTP reason phrase as its message."""
         if status in self.errors:
             return self.errors[status]
-        return self.errors.get(400 if status < 500 else 500, TOKENHUB_ERRORS[400 if status < 500 else 500])
+        kind = self.errors.get(400 if status < 500 else 500, TOKENHUB_ERRORS[400 if status < 500 else 500])
+        try:
+            phrase = f"{HTTPStatus(status).phrase}."
+        except ValueError:
+            phrase = f"The request failed with status {status}."
+        return ErrorKind(kind.type, kind.code, phrase)
 
     def check_ranges(self, values: dict[str, float | None]) -> None:
         """Raise the gateway's 400 for a sampling value outside its documented range."""
@@ -232,7 +261,14 @@ PROFILES: dict[str, Profile] = {
             errors=MAXTOKEN_ERRORS,
             ranges={"temperature": Range(0.0, 1.0), "top_p": Range(0.0, 1.0)},
         ),
-        Profile("openai", "The upstream OpenAI API shapes", errors=OPENAI_ERRORS),
+        Profile(
+            "openai",
+            "The upstream OpenAI API shapes",
+            errors=OPENAI_ERRORS,
+            unknown=UnknownModel(
+                404, "model_not_found", "The model `{model}` does not exist or you do not have access to it."
+            ),
+        ),
         Profile(
             "anthropic",
             "The upstream Anthropic API shapes",

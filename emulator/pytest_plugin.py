@@ -7,6 +7,12 @@
 
 One server per session (per xdist worker), started on first use; each test gets its own test id, so its
 scenarios, sequences, failures and journal are its own, and they are reset when the test ends.
+
+Strict by default, as respx and pytest-httpserver are: when a test ends, a request of it that matched no
+rule while rules were loaded fails it, with the nearest rules and why each missed
+(`@pytest.mark.tokenhub_allow_unmatched`, or `--tokenhub-allow-unmatched` / ini `tokenhub_allow_unmatched`,
+to allow it). `@pytest.mark.tokenhub_assert_all_used` (or `--tokenhub-assert-all-used` / ini
+`tokenhub_assert_all_used`) also fails a test that left a rule it loaded unused or a sequence unfinished.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ if TYPE_CHECKING:
     from emulator.testing import EmulatorServer, EmulatorTest
 
 MARKER = "tokenhub_scenario"
+ALLOW_UNMATCHED = "tokenhub_allow_unmatched"
+ASSERT_ALL_USED = "tokenhub_assert_all_used"
+HANDLE = pytest.StashKey["EmulatorTest"]()
+URL_TOKEN_VARIABLE = "TOKENHUB_EMULATOR_URL_TOKEN"  # the token of the emulator at --tokenhub-url: no server reads it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,7 +41,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tokenhub-url",
         default=os.environ.get("TOKENHUB_EMULATOR_URL"),
         help="use the emulator running at this URL (e.g. a CI service container) instead of starting one "
-        "[env TOKENHUB_EMULATOR_URL]; its control token comes from TOKENHUB_EMULATOR_CONTROL_TOKEN",
+        "[env TOKENHUB_EMULATOR_URL]",
+    )
+    group.addoption(
+        "--tokenhub-control-token",
+        default=os.environ.get(URL_TOKEN_VARIABLE) or os.environ.get("TOKENHUB_EMULATOR_CONTROL_TOKEN"),
+        metavar="TOKEN",
+        help=f"the control token of the emulator at --tokenhub-url [env {URL_TOKEN_VARIABLE}, else "
+        "TOKENHUB_EMULATOR_CONTROL_TOKEN — which any emulator the suite starts would read too]",
     )
     group.addoption(
         "--tokenhub-scenario",
@@ -46,6 +63,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="point OPENAI_BASE_URL / ANTHROPIC_BASE_URL and the API keys at the emulator in every test",
     )
+    group.addoption(
+        "--tokenhub-allow-unmatched",
+        action="store_true",
+        default=None,
+        help="do not fail a test whose request matched no rule while rules were loaded "
+        f"(ini: {ALLOW_UNMATCHED} = true; per test: @pytest.mark.{ALLOW_UNMATCHED})",
+    )
+    group.addoption(
+        "--tokenhub-assert-all-used",
+        action="store_true",
+        default=None,
+        help="fail a test that left a rule it loaded unused, or a sequence with steps left "
+        f"(ini: {ASSERT_ALL_USED} = true; per test: @pytest.mark.{ASSERT_ALL_USED})",
+    )
+    parser.addini(
+        ALLOW_UNMATCHED, "allow requests that match no rule (the strict check is on by default)", "bool", False
+    )
+    parser.addini(ASSERT_ALL_USED, "fail tests that leave a loaded rule unused", "bool", False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +88,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{MARKER}(*sources, name=None): load scenarios (a path, YAML text or a dict) for this test only; "
         "implies the tokenhub_emulator fixture",
+    )
+    config.addinivalue_line(
+        "markers", f"{ALLOW_UNMATCHED}: a request of this test may match no scenario rule (not strict)"
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{ASSERT_ALL_USED}: fail this test if a rule it loaded answered nothing or a sequence has steps left",
     )
 
 
@@ -66,7 +108,7 @@ def tokenhub_emulator_server(request: pytest.FixtureRequest) -> Iterator[Emulato
         scenarios=option("--tokenhub-scenario"),
         seed=option("--tokenhub-seed"),
         url=option("--tokenhub-url"),
-        control_token=os.environ.get("TOKENHUB_EMULATOR_CONTROL_TOKEN"),
+        control_token=option("--tokenhub-control-token") if option("--tokenhub-url") else None,
     ).start()
     yield server
     server.stop()
@@ -78,7 +120,10 @@ def tokenhub_emulator(
 ) -> Iterator[EmulatorTest]:
     """The emulator as this test sees it: `.url`, `.openai_base_url`, `.load()`, `.requests`, `.fail_next()`,
     `.openai()` / `.anthropic()` clients; everything scoped to this test's id and reset when it ends."""
-    test = tokenhub_emulator_server.handle(test_id_for(request), base_dir=Path(str(request.path)).parent)
+    test = tokenhub_emulator_server.handle(
+        test_id_for(request), base_dir=Path(str(request.path)).parent, name=request.node.name
+    )
+    request.node.stash[HANDLE] = test
     try:
         for marker in request.node.iter_markers(MARKER):
             for source in marker.args:
@@ -103,6 +148,67 @@ def _tokenhub_autouse(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("tokenhub_env")
     elif request.node.get_closest_marker(MARKER) is not None:
         request.getfixturevalue("tokenhub_emulator")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """When the test body returns, its requests are checked (strict mode; the opt-in all-used check).
+
+    A test that passed fails with the explanation; a test that failed anyway gets it as a report section,
+    next to its assertion.
+    """
+    try:
+        result = yield
+    except BaseException:
+        test = item.stash.get(HANDLE, None)
+        if test is not None:
+            problems = _check(item, test)
+            if problems:
+                item.add_report_section("call", "tokenhub-emulator", problems)
+        raise
+    test = item.stash.get(HANDLE, None)
+    if test is not None:
+        problems = _check(item, test)
+        if problems:
+            pytest.fail(problems, pytrace=False)
+    return result
+
+
+def _check(item: pytest.Item, test: EmulatorTest) -> str:
+    from emulator.testing import EmulatorError, unmatched_report
+
+    config = item.config
+    problems = []
+    try:
+        if not _setting(item, ALLOW_UNMATCHED, "--tokenhub-allow-unmatched") and _may_have_rules(config, test):
+            unmatched = test.unmatched()
+            if unmatched:
+                problems.append(
+                    unmatched_report(unmatched)
+                    + f"\n(allow it: @pytest.mark.{ALLOW_UNMATCHED} on the test, or --tokenhub-allow-unmatched / "
+                    f"ini {ALLOW_UNMATCHED} = true for the session)"
+                )
+        if _setting(item, ASSERT_ALL_USED, "--tokenhub-assert-all-used"):
+            try:
+                test.assert_all_used()
+            except AssertionError as error:
+                problems.append(str(error))
+    except EmulatorError as error:  # the server is gone or refuses: say so, do not hide the test's outcome
+        problems.append(f"tokenhub_emulator: could not check this test's requests: {error}")
+    return "\n\n".join(problems)
+
+
+def _setting(item: pytest.Item, name: str, flag: str) -> bool:
+    marker = item.get_closest_marker(name)
+    if marker is not None:
+        return bool(marker.args[0]) if marker.args else True
+    given = item.config.getoption(flag)
+    return bool(given) if given is not None else bool(item.config.getini(name))
+
+
+def _may_have_rules(config: pytest.Config, test: EmulatorTest) -> bool:
+    """Whether any rule could have answered the test: its own, the session's files, or a server not ours."""
+    return test.loaded or bool(config.getoption("--tokenhub-scenario")) or bool(config.getoption("--tokenhub-url"))
 
 
 def test_id_for(request: pytest.FixtureRequest) -> str:

@@ -17,45 +17,58 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from emulator.config import LOG_LEVELS, Settings, env_default
+from emulator.config import Settings
 
 MODES = ("once", "new", "replay")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # an upstream answer larger than this (inflated) is not recorded
 DEFAULT_MAX_S = 600.0  # an upstream answer that takes longer is cut off, not recorded
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from emulator.cli import add_log_flags, add_server_flags
+    from emulator.cli_options import choice, http_url, integer, number, option, variable_name, writable_file
+
     record = commands.add_parser(
         "record",
         help="proxy a real gateway and record its answers as a scenario (or replay them)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    record.add_argument("--upstream", help="root URL of the gateway to record (not needed for --mode replay)")
-    record.add_argument("--out", required=True, type=Path, metavar="FILE", help="the scenario file to write")
-    record.add_argument("--mode", choices=MODES, default="once", help="once (default), new or replay")
-    record.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    record.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
-    record.add_argument(
+    option(
+        record,
+        "--upstream",
+        check=http_url,
+        metavar="URL",
+        help="root URL of the gateway to record, http:// or https:// (not needed for --mode replay)",
+    )
+    option(record, "--out", check=writable_file, metavar="FILE", help="the scenario file to write (required)")
+    option(record, "--mode", default="once", check=choice(MODES), metavar="|".join(MODES), help="see above")
+    add_server_flags(record)
+    option(
+        record,
         "--upstream-key-env",
+        check=variable_name,
         metavar="VAR",
         help="send the key in this environment variable upstream instead of the client's own",
     )
-    record.add_argument("--log-level", default=env_default("log_level", "info"), choices=LOG_LEVELS, type=str.lower)
-    record.add_argument(
+    option(
+        record,
         "--max-record-bytes",
-        type=int,
         default=DEFAULT_MAX_BYTES,
+        check=integer(1),
         metavar="N",
-        help=f"an upstream answer larger than this (inflated) is passed on but not recorded (default {DEFAULT_MAX_BYTES})",
+        help="an upstream answer larger than this (a compressed one inflated) is passed on but not recorded",
     )
-    record.add_argument(
+    option(
+        record,
         "--max-record-seconds",
-        type=float,
         default=DEFAULT_MAX_S,
+        check=number(0),
         metavar="S",
-        help=f"an upstream answer that takes longer is cut off and not recorded (default {DEFAULT_MAX_S:g})",
+        help="an upstream answer that takes longer is cut off and not recorded",
     )
+    add_log_flags(record)
+    return record
 
 
 def shown_upstream(url: str) -> str:
@@ -68,11 +81,17 @@ def shown_upstream(url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from emulator.app import Runtime, build_app, error_body_for
     from emulator.cli import _bind
+    from emulator.cli_options import FlagError
     from emulator.record_cassette import Cassette
     from emulator.record_proxy import Recorder
+    from emulator.request_log import logging_config
     from emulator.scenarios import ScenarioError
     from emulator.server import GracefulServer, server_config
 
+    if args.out is None:
+        raise FlagError("--out FILE is required: the scenario file to write or replay")
+    if args.upstream_key_env and args.upstream_key_env not in os.environ:
+        raise FlagError(f"--upstream-key-env: the variable {args.upstream_key_env} is not set")
     out: Path = args.out
     exists = out.exists()
     replay_only = args.mode == "replay" or (args.mode == "once" and exists)
@@ -114,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     doing = "replaying" if replay_only else f"recording {shown_upstream(args.upstream)} ({args.mode})"
-    config = server_config(recorder, settings, error_body_for(runtime), access_log=False, lifespan="off")
+    log_config = logging_config(settings.log_level, args.log_format)
+    config = server_config(
+        recorder, settings, error_body_for(runtime), log_config=log_config, access_log=False, lifespan="off"
+    )
     print(f"tokenhub-emulator {doing} to {out}, listening on http://{host}:{port}", flush=True)
     GracefulServer(config).run(sockets=[sock])
     return 0

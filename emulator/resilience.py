@@ -122,7 +122,7 @@ class Chain:
             "attempts": rows,
             "retries": len(self.attempts) - 1,
             "waits_ms": waits,
-            "backoff": backoff_shape(waits, [a.retry_after_ms is not None for a in self.attempts[:-1]]),
+            "backoff": backoff_shape(waits, [rows[i + 1].get("honored_retry_after") for i in range(len(waits))]),
             "retried_too_early": early,  # attempt numbers (from 1) that came before the retry-after was up
             "retried_non_retryable": non_retryable,
             "gave_up": last.failed,
@@ -131,11 +131,17 @@ class Chain:
         }
 
 
-def backoff_shape(waits: list[float], told: list[bool]) -> str:
-    """none | single | as told (every wait followed a retry-after) | exponential | growing | constant | irregular."""
+def backoff_shape(waits: list[float], honored: list[bool | None]) -> str:
+    """none | as told (every wait was a retry-after, kept) | sooner than told (a retry-after was not kept) |
+    single | exponential | growing | constant | irregular.
+
+    `honored[i]`: whether wait i lasted the retry-after it was sent; None when it was sent none.
+    """
     if not waits:
         return "none"
-    if all(told):
+    if any(kept is False for kept in honored):
+        return "sooner than told"
+    if all(kept is True for kept in honored):
         return "as told"
     if len(waits) == 1:
         return "single"

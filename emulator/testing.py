@@ -117,8 +117,8 @@ class EmulatorServer:
             raise EmulatorError(response.status_code, error)
         return response.json()
 
-    def handle(self, test_id: str, base_dir: Path | None = None) -> EmulatorTest:
-        return EmulatorTest(self, test_id, base_dir)
+    def handle(self, test_id: str, base_dir: Path | None = None, name: str | None = None) -> EmulatorTest:
+        return EmulatorTest(self, test_id, base_dir, name)
 
 
 class _NotifyingServer(GracefulServer):
@@ -170,12 +170,21 @@ class RequestLog(list):
 
 
 class EmulatorTest:
-    """The emulator as one test sees it: its own test id, scenarios, journal, failures and clients."""
+    """The emulator as one test sees it: its own test id, scenarios, journal, failures and clients.
 
-    def __init__(self, server: EmulatorServer, test_id: str, base_dir: Path | None = None) -> None:
+    `name` (the test's name) names what it loads inline: the rules of its first YAML text or dict are
+    `<name>#1`, `<name>#2`, … (a rule's own `name:` wins), those of its second `<name>-2#1`, …
+    """
+
+    def __init__(
+        self, server: EmulatorServer, test_id: str, base_dir: Path | None = None, name: str | None = None
+    ) -> None:
         self.server = server
         self.test_id = test_id
         self.base_dir = base_dir
+        self.name = (name or test_id.rsplit("::", 1)[-1]).replace("/", "_").replace("\\", "_")
+        self._inline_loads = 0
+        self.loaded = False  # whether this test loaded scenarios of its own
         self._clients: list[Any] = []
 
     # ------------------------------------------------------------ where it is
@@ -215,6 +224,10 @@ class EmulatorTest:
     def load(self, source: str | Path | Mapping[str, Any] | list[Any], *, name: str | None = None) -> list[str]:
         """Load a scenario for this test only: a file path, YAML text, or the scenario as a dict / list of rules."""
         text, file = self._scenario_text(source)
+        self.loaded = True
+        if file is None:  # YAML text or a dict: its rules are named after the test
+            self._inline_loads += 1
+            file = self.name if self._inline_loads == 1 else f"{self.name}-{self._inline_loads}"
         params = {k: v for k, v in (("name", name), ("file", file)) if v}
         headers = {"content-type": "application/yaml"}
         answer = self.server.control(
@@ -269,6 +282,68 @@ class EmulatorTest:
     def last_request(self) -> RecordedRequest | None:
         data = self.server.control("GET", "/journal", self.test_id, params={"limit": 1})["data"]
         return RecordedRequest(data[-1]) if data else None
+
+    # ------------------------------------------------------------ verification
+
+    @property
+    def call_counts(self) -> dict[str, int]:
+        """How many of this test's requests each rule answered: every rule the test loaded (0 when unused),
+        and any other rule (shared scenarios, `fail_next`) that answered one."""
+        counts = dict.fromkeys(self.loaded_rules(), 0)
+        for request in self.requests:
+            if request.rule is not None:
+                counts[request.rule] = counts.get(request.rule, 0) + 1
+        return counts
+
+    def calls(self, rule: str) -> int:
+        """How many of this test's requests `rule` answered; a rule name nothing loaded is an error."""
+        counts = self.call_counts
+        if rule not in counts and rule not in self._shared_rules():
+            known = ", ".join(repr(name) for name in counts) or "none"
+            raise KeyError(f"no rule named {rule!r} is loaded for this test (loaded: {known})")
+        return counts.get(rule, 0)
+
+    def loaded_rules(self) -> dict[str, int | None]:
+        """The rules this test loaded (its own scenarios, not the shared ones), in match order: name → the
+        number of steps of a sequence, None for other rules."""
+        rules: dict[str, int | None] = {}
+        for scenario in self._scenarios():
+            if scenario.get("test_id") == self.test_id:
+                sequences = scenario.get("sequences", {})
+                for rule in scenario["rules"]:
+                    rules[rule] = sequences.get(rule)
+        return rules
+
+    def _scenarios(self) -> list[dict[str, Any]]:
+        return self.server.control("GET", "/scenarios", self.test_id)["scenarios"]
+
+    def _shared_rules(self) -> set[str]:
+        return {rule for s in self._scenarios() if s.get("test_id") is None for rule in s["rules"]}
+
+    def unmatched(self) -> RequestLog:
+        """This test's requests that no rule matched although rules were loaded for them (a generated reply,
+        or the `error` fallback's 400): each with `.misses`, the nearest rules and why each missed."""
+        return RequestLog(r for r in self.requests if r.rule is None and r.action in ("generated", "fail") and r.misses)
+
+    def assert_all_matched(self) -> None:
+        """AssertionError, with the nearest rules and why each missed, when a request matched no rule."""
+        unmatched = self.unmatched()
+        if unmatched:
+            raise AssertionError(unmatched_report(unmatched))
+
+    def assert_all_used(self) -> None:
+        """AssertionError when a rule this test loaded answered no request, or a sequence has steps left."""
+        counts = self.call_counts
+        problems = []
+        for rule, steps in self.loaded_rules().items():
+            used = counts.get(rule, 0)
+            if used == 0:
+                problems.append(f"rule {rule!r} answered no request")
+            elif steps is not None and used < steps:
+                problems.append(f"rule {rule!r} answered {used} of its {steps} sequence steps")
+        if problems:
+            lines = "\n".join(f"  - {problem}" for problem in problems)
+            raise AssertionError(f"tokenhub_emulator: not every rule this test loaded was used:\n{lines}")
 
     # ------------------------------------------------------------ clients
 
@@ -337,6 +412,44 @@ class EmulatorTest:
         self._clients.clear()
         if reset:
             self.reset()
+
+
+def unmatched_report(unmatched: Iterable[RecordedRequest]) -> str:
+    """Why each request matched no rule, for a failing test: the request, then its nearest rules."""
+    unmatched = list(unmatched)
+    noun = "request" if len(unmatched) == 1 else "requests"
+    lines = [f"tokenhub_emulator: {len(unmatched)} {noun} of this test matched no scenario rule:"]
+    for request in unmatched:
+        answer = (
+            "got a generated reply" if request.action == "generated" else f"got the error fallback's {request.status}"
+        )
+        last_user = _last_user_text(request)
+        said = f", last user message {last_user!r}" if last_user is not None else ""
+        lines.append(
+            f"  #{request.id} {request.method} {request.path} (model {request.model}{said}) {answer}; nearest rules:"
+        )
+        for miss in request.misses:
+            where = f"{Path(miss['file']).name}:{miss['line']}"
+            lines.append(f"    - {miss['rule']!r} ({where}): {'; '.join(miss['reasons'])}")
+    return "\n".join(lines)
+
+
+def _last_user_text(request: RecordedRequest) -> str | None:
+    body = request.data.get("body")
+    if not isinstance(body, dict):
+        return None
+    items = body.get("messages") if isinstance(body.get("messages"), list) else body.get("input")
+    if isinstance(items, str):
+        return items[:200]
+    for item in reversed(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content[:200]
+            if isinstance(content, list):
+                texts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+                return " ".join(texts)[:200]
+    return None
 
 
 def _looks_like_path(text: str) -> bool:

@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
+collect_ignore = ["docs"]  # files the documentation's examples use (tests/test_docs.py), not tests of this suite
 
 
 class RunningServer:
@@ -45,6 +46,12 @@ class RunningServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kwargs)
 
 
+def own_environment() -> dict[str, str]:
+    """This process's environment less the emulator's variables: a server the suite starts is configured by
+    its own flags, not by a TOKENHUB_EMULATOR_CONTROL_TOKEN (or any other) that the suite runs under."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("TOKENHUB_EMULATOR_")}
+
+
 def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer:
     """Run `tokenhub-emulator serve --port 0 …` and wait for the line that names its URL."""
     command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning", *args]
@@ -55,7 +62,7 @@ def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**own_environment(), **(env or {})},
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -94,3 +101,21 @@ def bare_server() -> Iterator[RunningServer]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+SDK_MODULES = ("openai", "anthropic")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `sdk` every test whose module imports an official SDK: the set tools/sdk_drift.py reruns on new releases."""
+    for item in items:
+        module = getattr(item, "module", None)
+        names = vars(module).values() if module is not None else ()
+        if any(_from_sdk(value) for value in names):
+            item.add_marker(pytest.mark.sdk)
+
+
+def _from_sdk(value: object) -> bool:
+    """An SDK module, or a class or function imported from one."""
+    name = value.__name__ if isinstance(value, type(pytest)) else getattr(value, "__module__", None)
+    return isinstance(name, str) and name.split(".")[0] in SDK_MODULES

@@ -150,7 +150,7 @@ def test_error_event_and_request_id():
     """The in-stream error event, and the body's request_id when the pipeline passes one."""
     adapter = MessagesAdapter()
     context = Context(PROFILES["anthropic"], Catalog.with_builtins())
-    event = adapter.error_event(Failure(status=529, message="The request failed with status 529."), context)
+    event = adapter.error_event(Failure(status=529, message=""), context)  # no message: the table's wording
     assert event.event == "error"
     assert json.loads(event.data) == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     body = adapter.error_body(Failure(status=429, message="Slow down."), context, request_id="req_011abc")
@@ -205,7 +205,9 @@ def test_unknown_model(server, upstream):
     assert "claude-unknown" in gateway["message"]
     with pytest.raises(anthropic.NotFoundError) as caught:
         sdk(upstream).messages.create(**body)
-    assert caught.value.body["error"] == {"type": "not_found_error", "message": "model: claude-unknown"}
+    error = caught.value.body["error"]
+    assert error["type"] == "not_found_error" and error["message"].startswith("model: claude-unknown. ")
+    assert "Available models: deepseek-v3.2, glm-5," in error["message"] and "`models:`" in error["message"]
 
 
 # ── bad input: a 400 naming the field, the way the API words it ──────────────
@@ -231,7 +233,11 @@ BAD_REQUESTS = [
     (_request(max_tokens=0), "max_tokens: Input should be greater than or equal to 1"),
     (_request(messages=[]), "messages: at least one message is required"),
     (_request(messages="Hello"), "messages: Input should be a valid list"),
-    (_request(messages=[{"role": "system", "content": "x"}]), "messages.0.role: Input should be 'user' or 'assistant'"),
+    (
+        _request(messages=[{"role": "system", "content": "x"}]),
+        "messages.0: use the top-level `system` parameter for the initial system prompt; a role "
+        '"system" message must follow a user or assistant message',
+    ),
     (_request(messages=[{"role": "tool", "content": "x"}]), "messages.0.role: Input should be 'user' or 'assistant'"),
     (_request(messages=[{"role": "user"}]), "messages.0.content: Field required"),
     (_request(messages=[{"role": "user", "content": 42}]), "messages.0.content: Input should be a valid"),

@@ -60,5 +60,6 @@ def test_bad_environment_value_is_a_clear_error():
         timeout=60,
         env={"TOKENHUB_EMULATOR_PORT": "eighty", "PATH": "/usr/bin:/bin"},
     )
-    assert result.returncode != 0
-    assert "TOKENHUB_EMULATOR_PORT must be an integer" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "TOKENHUB_EMULATOR_PORT (for --port): expected a port from 0 to 65535, got 'eighty'" in result.stderr

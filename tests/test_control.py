@@ -73,6 +73,7 @@ def test_shared_scenario_loads_lists_and_removes(http):
             "test_id": None,
             "description": "",
             "rules": ["ping"],
+            "sequences": {},
             "models": [],
         }
     ]
@@ -261,3 +262,25 @@ def test_a_configured_token_is_required_and_compared(caplog):
     assert http.get("/_emulator/journal", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
     assert "s3cret-token" not in caplog.text
     assert "s3cret-token" not in repr(Settings(control_token="s3cret-token"))
+
+
+def test_journal_entries_of_rejected_and_count_tokens_requests_say_what_was_asked(http):
+    headers = {**AUTH, "x-emulator-test-id": "asked"}
+    refused = http.post(
+        "/v1/chat/completions", json={"model": "glm-5", "stream": True, "messages": []}, headers=headers
+    )
+    assert refused.status_code == 400
+    bad_model = ask(http, "hi", "asked", model="gpt-nope")
+    assert bad_model.status_code == 403
+    counted = http.post(
+        "/v1/messages/count_tokens",
+        json={"model": "zhipu/glm-5", "messages": [{"role": "user", "content": "hi"}]},
+        headers=headers,
+    )
+    assert counted.status_code == 200
+    rejected, unknown, count = http.get("/_emulator/journal", params={"test_id": "asked"}).json()["data"]
+    assert (rejected["action"], rejected["model"], rejected["stream"]) == ("rejected", "glm-5", True)
+    assert (unknown["model"], unknown["stream"]) == ("gpt-nope", False)
+    assert count["body"]["model"] == "zhipu/glm-5" and count["model"] == "glm-5"
+    for entry, response in ((rejected, refused), (unknown, bad_model), (count, counted)):
+        assert entry["response_headers"]["x-request-id"] == response.headers["x-request-id"] == entry["request_id"]

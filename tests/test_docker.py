@@ -56,7 +56,12 @@ def test_two_slim_stages_and_a_small_final_image():
     froms = [args for word, args in instructions() if word == "FROM"]
     assert froms == ["python:3.11-slim AS build", "python:3.11-slim"]
     runs = " ".join(args for word, args in final_stage() if word == "RUN")
-    assert "--no-index" in runs and "rm -rf /wheels" in runs and "--no-cache-dir" in runs
+    assert "--no-index" in runs and "--no-cache-dir" in runs
+    # the wheels are bind-mounted from the build stage for the install: no layer keeps them (a COPY would,
+    # however a later RUN removes them)
+    assert runs.startswith("--mount=type=bind,from=build,source=/wheels,target=/wheels pip install")
+    assert not [args for word, args in final_stage() if word in ("COPY", "ADD") and "/wheels" in args]
+    assert DOCKERFILE.read_text().startswith("# syntax=docker/dockerfile:1\n")  # RUN --mount needs BuildKit
     ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
     assert ignored[0] == "*" and "!emulator/" in ignored
 
@@ -152,3 +157,53 @@ def test_the_build_stage_commands_produce_an_installable_wheel_set(tmp_path):
     )
     assert result.returncode == 0 and "tokenhub-emulator" in result.stdout
     print(f"build stage equivalent took {time.monotonic() - started:.1f}s")
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+
+def test_the_compose_tests_service_keeps_its_token_from_the_servers_the_suite_starts(tmp_path, monkeypatch):
+    """The `tests` service hands the plugin its token in a variable no server reads; the suite's own servers
+    are configured by their flags, whatever TOKENHUB_EMULATOR_* the suite runs under."""
+    import yaml
+
+    from tests.conftest import start_server, stop_server
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    environment = compose["services"]["tests"]["environment"]
+    assert "TOKENHUB_EMULATOR_CONTROL_TOKEN" not in environment
+    assert environment["TOKENHUB_EMULATOR_URL"] == "http://emulator:8000"
+    assert "TOKENHUB_EMULATOR_URL_TOKEN" in environment
+    assert "TOKENHUB_EMULATOR_CONTROL_TOKEN" in compose["services"]["emulator"]["environment"]
+
+    # a suite run under the variable anyway: the servers it starts do not pick it up
+    monkeypatch.setenv("TOKENHUB_EMULATOR_CONTROL_TOKEN", "leaked")
+    local = start_server()
+    try:
+        assert httpx.get(local.url + "/_emulator/journal").status_code == 200
+    finally:
+        stop_server(local)
+
+    # the plugin reaches a token-guarded emulator (the compose `emulator` service) with the variable it reads
+    remote = start_server("--control-token", "s3cret")
+    try:
+        (tmp_path / "test_remote.py").write_text(
+            "def test_remote(tokenhub_emulator):\n"
+            "    tokenhub_emulator.load('rules: [{when: {last_user: hi}, reply: {content: yo}}]')\n"
+            "    reply = tokenhub_emulator.openai().chat.completions.create(\n"
+            "        model='glm-5', messages=[{'role': 'user', 'content': 'hi'}])\n"
+            "    assert reply.choices[0].message.content == 'yo'\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENHUB_EMULATOR_")}
+        env.update({"TOKENHUB_EMULATOR_URL": remote.url, "TOKENHUB_EMULATOR_URL_TOKEN": "s3cret"})
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        stop_server(remote)

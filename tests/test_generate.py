@@ -355,24 +355,35 @@ def test_required_prefers_the_mentioned_tool() -> None:
         ("Tell me a joke", []),
     ],
 )
-def test_auto_calls_mentioned_tools(text: str, expected: list[str]) -> None:
-    choice = generated_reply(exchange(user(text), tools=TOOLS), Generator(1)).choices[0]
+def test_auto_with_generated_tool_calls_on_calls_mentioned_tools(text: str, expected: list[str]) -> None:
+    choice = generated_reply(exchange(user(text), tools=TOOLS), Generator(1), tool_calls="auto").choices[0]
     assert [call.name for call in choice.tool_calls] == expected
     assert (choice.content is None) == bool(expected)
 
 
+@pytest.mark.parametrize("text", ["What's the weather like in Paris?", "Please call send_email for me", "run Bash"])
+def test_auto_answers_with_text_unless_tool_calls_are_switched_on(text: str) -> None:
+    """An agent runs what it is handed: under `auto` a generated reply never invents a call (the default)."""
+    bash = Tool("Bash", "Run a shell command", {"type": "object", "properties": {"command": {"type": "string"}}})
+    choice = generated_reply(exchange(user(text), tools=[*TOOLS, bash]), Generator(1)).choices[0]
+    assert choice.content and not choice.tool_calls
+
+
 def test_tool_names_match_whole_words_only() -> None:
     tool = Tool("get", "Fetch a page", {"type": "object", "properties": {}})
-    assert not generated_reply(exchange(user("Let us work together"), tools=[tool]), Generator(1)).choices[0].tool_calls
-    [call] = generated_reply(exchange(user("please use get"), tools=[tool]), Generator(1)).choices[0].tool_calls
+    request = exchange(user("Let us work together"), tools=[tool])
+    assert not generated_reply(request, Generator(1), tool_calls="auto").choices[0].tool_calls
+    request = exchange(user("please use get"), tools=[tool])
+    [call] = generated_reply(request, Generator(1), tool_calls="auto").choices[0].tool_calls
     assert call.arguments == "{}"
 
 
 def test_auto_answers_a_tool_result_with_text_that_mentions_it() -> None:
-    call = generated_reply(exchange(user("Weather in Paris?"), tools=TOOLS), Generator(1)).choices[0].tool_calls[0]
+    request = exchange(user("Weather in Paris?"), tools=TOOLS)
+    call = generated_reply(request, Generator(1), tool_calls="auto").choices[0].tool_calls[0]
     result = Message("tool", tool_result=ToolResult(call.id, "get_weather", '{"temperature": 21, "sky": "clear"}'))
     request = exchange(user("Weather in Paris?"), Message("assistant", tool_calls=[call]), result, tools=TOOLS)
-    choice = generated_reply(request, Generator(1)).choices[0]
+    choice = generated_reply(request, Generator(1), tool_calls="auto").choices[0]
     assert not choice.tool_calls
     assert "get_weather" in choice.content and '"temperature": 21' in choice.content
 

@@ -97,8 +97,12 @@ def test_validate_names_a_regex_re2_does_not_take(tmp_path, pattern, says):
 
 
 def test_unicode_letters_are_written_with_p():
-    scenario = parse_scenario("rules:\n  - when: {last_user: {regex: '^预订 (\\p{Han}+)'}}\n    reply: {content: ok}\n")
-    assert scenario.rules[0].when.matches  # compiled
+    """The example of docs/scenarios.md: `\\w` is ASCII in RE2, `\\p{Han}` names Chinese characters."""
+    http = client(
+        "rules:\n  - when: {last_user: {regex: '^预订 (?P<city>\\p{Han}+)'}}\n    reply: {content: '已预订 {{ match.city }}'}\n"
+    )
+    response, _ = ask(http, "预订 北京")
+    assert response.json()["choices"][0]["message"]["content"] == "已预订 北京"
 
 
 def test_a_scenario_regex_rejected_by_re2_is_a_positioned_problem():

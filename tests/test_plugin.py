@@ -36,6 +36,7 @@ def test_urls_and_id(tokenhub_emulator):
     assert "test_urls_and_id" in tokenhub_emulator.test_id
 
 
+@pytest.mark.tokenhub_allow_unmatched  # "something else" matches no rule, on purpose
 def test_load_yaml_text_and_read_the_journal(tokenhub_emulator):
     tokenhub_emulator.load("rules: [{when: {last_user: ping}, reply: {content: pong}}]")
     client = tokenhub_emulator.openai()

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from emulator.cli import _parser, settings_from
+from emulator.cli import parse, settings_from
+from emulator.cli_options import FlagError
 from emulator.exchange import Exchange, Message
 from emulator.ratelimit import Limiter, RateLimits, go_duration, retry_headers, rfc3339
 from tests.conftest import RunningServer, start_server, stop_server
@@ -105,9 +106,7 @@ def test_the_anthropic_route_gets_the_anthropic_headers() -> None:
 
 def test_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKENHUB_EMULATOR_RATE_LIMIT_TOKENS", "5000")
-    args = _parser().parse_args(
-        ["serve", "--rate-limit-requests", "3", "--rate-limit-window-s", "1.5", "--rate-limit-per", "key"]
-    )
+    args = parse(["serve", "--rate-limit-requests", "3", "--rate-limit-window-s", "1.5", "--rate-limit-per", "key"])
     assert settings_from(args).rate_limits == RateLimits(requests=3, tokens=5000, window_s=1.5, per=("key",))
     for flag, value, says in [
         ("--rate-limit-requests", "many", "expected a positive integer"),
@@ -116,8 +115,8 @@ def test_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("--jitter", "wobbly", "--jitter (or TOKENHUB_EMULATOR_JITTER): expected uniform(low, high)"),
         ("--ttft-ms", "-1", "'ttft_ms' must be a number of at least 0"),
     ]:
-        with pytest.raises(SystemExit) as caught:
-            settings_from(_parser().parse_args(["serve", flag, value]))
+        with pytest.raises(FlagError) as caught:
+            settings_from(parse(["serve", flag, value]))
         assert says in str(caught.value)
 
 

@@ -79,19 +79,32 @@ def test_chains_split_on_success_on_a_new_body_and_on_an_sdk_first_attempt() -> 
 
 
 @pytest.mark.parametrize(
-    ("waits", "told", "shape"),
+    ("waits", "honored", "shape"),
     [
         ([], [], "none"),
-        ([300], [False], "single"),
+        ([300], [None], "single"),
         ([400, 400], [True, True], "as told"),
-        ([400, 850, 1700], [False] * 3, "exponential"),
-        ([400, 500, 600], [False] * 3, "growing"),
-        ([400, 410, 395], [False] * 3, "constant"),
-        ([400, 100, 900], [False] * 3, "irregular"),
+        ([11], [False], "sooner than told"),  # 11 ms after a 2,000 ms retry-after is not "as told"
+        ([2000, 11], [True, False], "sooner than told"),
+        ([400, 850, 1700], [None] * 3, "exponential"),
+        ([400, 500, 600], [None] * 3, "growing"),
+        ([400, 410, 395], [None] * 3, "constant"),
+        ([400, 100, 900], [None] * 3, "irregular"),
     ],
 )
-def test_backoff_shapes(waits: list[float], told: list[bool], shape: str) -> None:
-    assert backoff_shape(waits, told) == shape
+def test_backoff_shapes(waits: list[float], honored: list[bool | None], shape: str) -> None:
+    assert backoff_shape(waits, honored) == shape
+
+
+def test_a_retry_sooner_than_its_retry_after_is_not_backoff_as_told() -> None:
+    entries = [entry(1, 0.0, 429, took_ms=1.0, **{"retry-after": "2"}), entry(2, 0.012, 200)]  # 11 ms after it
+    data = report(entries, {}, None)
+    (chain,) = data["chains"]
+    assert chain["attempts"][1]["honored_retry_after"] is False
+    assert chain["backoff"] == "sooner than told"
+    text = render(data)
+    assert "#2 after 11 ms < retry-after!" in text and "backoff: sooner than told" in text
+    assert "as told" not in text
 
 
 # ---------------------------------------------------------------- over HTTP, with the CLI

@@ -340,3 +340,14 @@ def test_cloudbase_serves_responses_at_the_seed_path(cloudbase):
     assert client.responses.retrieve(second.id).id == second.id
     assert [item.type for item in client.responses.input_items.list(second.id)][0] == "function_call_output"
     assert post(cloudbase, {"model": "glm-5", "input": "hi"}).status_code == 404  # not at /v1/responses there
+
+
+def test_an_output_without_call_id_answers_the_last_open_call(server):
+    """The SDK leaves `call_id` optional on a function_call_output: it answers the call still waiting."""
+    call = {"type": "function_call", "call_id": "call_a1", "name": "get_weather", "arguments": "{}"}
+    body = {
+        "model": "glm-5",
+        "input": [{"role": "user", "content": "hi"}, call, {"type": "function_call_output", "output": "sunny"}],
+    }
+    response = post(server, body)
+    assert response.status_code == 200, response.text

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from emulator.exchange import Choice, Exchange, Failure, Message, Reply, Tool, ToolResult, UsageOverride
+from emulator.profiles import PROFILES
 from emulator.scenarios import (
     DeclaredModel,
     Engine,
@@ -39,8 +40,10 @@ class StandInGenerator:
         return {"city": "Generated City"}
 
 
-def fallback_reply(exchange: Exchange, generator: Any, *, sentences: tuple[int, int] = (1, 3)) -> Reply:
-    return Reply(choices=[Choice(content=f"fallback {sentences}")])
+def fallback_reply(
+    exchange: Exchange, generator: Any, *, sentences: tuple[int, int] = (1, 3), tool_calls: str = "forced"
+) -> Reply:
+    return Reply(choices=[Choice(content=f"fallback {sentences}" + ("" if tool_calls == "forced" else " tools"))])
 
 
 def scenario(text: str, file: str = "s.yaml") -> Scenario:
@@ -251,7 +254,7 @@ def test_fail_with_defaults_and_with_every_field() -> None:
         """
     )
     limited = subject.respond(ask("x"))
-    assert limited == Failure(status=429, message="Rate limit exceeded, please retry later.", rule="limited")
+    assert limited == Failure(status=429, message="", rule="limited")  # the adapter words it, as the profile does
     custom = subject.respond(ask("x", "y"))
     assert custom == Failure(
         status=503,
@@ -266,7 +269,10 @@ def test_fail_with_defaults_and_with_every_field() -> None:
 
 def test_unlisted_statuses_get_their_http_phrase() -> None:
     outcome = engine("rules: [{fail: {status: 418}}]\n").respond(ask("x"))
-    assert isinstance(outcome, Failure) and outcome.message == "I'm a Teapot."
+    assert isinstance(outcome, Failure) and outcome.message == ""  # worded by the profile, as a fault is
+    for profile in PROFILES.values():
+        assert profile.error_kind(418).message == "I'm a Teapot."
+        assert profile.error_kind(599).message == "The request failed with status 599."
 
 
 # ---------------------------------------------------------------- sequences and state
@@ -347,6 +353,12 @@ def test_generate_fallback_uses_the_reply_generator_with_settings_sentences() ->
     assert content(subject.respond(ask("hi"))) == "fallback (2, 2)"
 
 
+def test_generate_fallback_gets_the_tool_calls_setting_of_the_first_scenario_that_sets_it() -> None:
+    assert content(engine("rules: []\n").respond(ask("hi"))) == "fallback (1, 3)"
+    subject = engine("settings: {generate: {tool_calls: auto}}\nrules: []\n")
+    assert content(subject.respond(ask("hi"))) == "fallback (1, 3) tools"
+
+
 def test_error_fallback_names_the_nearest_rules_and_why() -> None:
     subject = engine(RULES_FOR_NEAREST, fallback="error")
     outcome = subject.respond(ask("hi"))
@@ -398,10 +410,14 @@ def test_the_first_scenario_setting_the_fallback_wins_unless_the_constructor_set
 def test_merged_settings_take_the_first_value_set() -> None:
     scenarios = [
         scenario("settings: {locale: fr_FR}\n"),
-        scenario("settings: {locale: de_DE, sentences: [2, 5], fallback: error}\n"),
+        scenario("settings: {locale: de_DE, sentences: [2, 5], fallback: error, generate: {tool_calls: auto}}\n"),
     ]
-    assert merged_settings(scenarios) == ScenarioSettings(fallback="error", locale="fr_FR", sentences=(2, 5))
-    assert merged_settings([]) == ScenarioSettings(fallback="generate", locale=None, sentences=(1, 3))
+    assert merged_settings(scenarios) == ScenarioSettings(
+        fallback="error", locale="fr_FR", sentences=(2, 5), tool_calls="auto"
+    )
+    assert merged_settings([]) == ScenarioSettings(
+        fallback="generate", locale=None, sentences=(1, 3), tool_calls="forced"
+    )
 
 
 def test_declared_models_in_order_first_declaration_wins() -> None:

@@ -132,6 +132,12 @@ R = "rules:\n  - "  # most cases are one rule
         case(
             "settings: {sentences: [1, 2, 3]}\n", "[", "'sentences' must be an integer or a list [min, max] of integers"
         ),
+        case(
+            "settings: {generate: {tool_calls: always}}\n",
+            "always",
+            "'tool_calls' must be forced or auto, got 'always'",
+        ),
+        case("settings: {generate: {tools: auto}}\n", "tools", "unknown key 'tools' in generate"),
         case("settings: {locale: en_UK}\n", "en_UK", "unknown locale 'en_UK'; did you mean 'en_US'?"),
         case("settings: {seed: 1}\n", "seed", "unknown key 'seed' in settings"),
         # rules and actions
@@ -254,7 +260,7 @@ R = "rules:\n  - "  # most cases are one rule
         case(
             R + "when: {last_user: {regex: '('}}\n    reply: {}\n",
             "'('",
-            "invalid regex '(' in last_user: missing ): (",
+            "invalid regex in last_user: missing ): ( (scenario regexes are RE2",
         ),
         case(
             R + "when: {system: {contains: a, regex: b}}\n    reply: {}\n",
@@ -326,7 +332,7 @@ R = "rules:\n  - "  # most cases are one rule
         case(
             R + "when: {headers: {x-a: {regex: '['}}}\n    reply: {}\n",
             "'['",
-            "invalid regex '[' in header 'x-a': missing ]: [",
+            "invalid regex in header 'x-a': missing ]: [ (scenario regexes are RE2",
         ),
         case(
             R + "when: {body: {'a..b': 1}}\n    reply: {}\n",

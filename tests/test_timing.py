@@ -260,17 +260,31 @@ def timed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     stop_server(running)
 
 
+def journaled(server: RunningServer, test_id: str) -> dict:
+    """The journal's last entry for `test_id`, once the server has finished writing it."""
+    with server.http() as client:
+        entries = client.get("/_emulator/journal", params={"test_id": test_id}).json()["data"]
+    assert entries and entries[-1]["duration_ms"] is not None, entries
+    return entries[-1]
+
+
 def stream(server: RunningServer, text: str, headers: dict[str, str] | None = None) -> list[tuple[float, dict]]:
-    """(ms since the response headers, chunk) for each data event."""
+    """(ms after the first event, on the server's clock, as its journal recorded the write; chunk) per data event.
+
+    Each SSE event is written as one part and journaled as one chunk time, so the i-th event read is the i-th
+    time in `chunk_times_ms`; the client's clock is not used (buffering on a busy machine bunches arrivals).
+    """
+    test_id = f"timing-{text}-{len(headers or {})}"
     body = {"model": "glm-5", "stream": True, "messages": [{"role": "user", "content": text}]}
-    out = []
-    with server.http() as client, client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
-        assert r.status_code == 200, r.read()
-        opened = time.perf_counter()
-        for line in r.iter_lines():
-            if line.startswith("data: {"):
-                out.append(((time.perf_counter() - opened) * 1000, json.loads(line[6:])))
-    return out
+    events = []
+    with server.http(headers={"x-emulator-test-id": test_id}) as client:
+        client.delete("/_emulator/journal", params={"test_id": test_id})
+        with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
+            assert r.status_code == 200, r.read()
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    times = journaled(server, test_id)["chunk_times_ms"]
+    assert len(times) == len(events) + 1  # and the [DONE] event
+    return [(at - times[0], event) for at, event in zip(times, events, strict=False)]
 
 
 def content_times(chunks: list[tuple[float, dict]]) -> list[tuple[float, str]]:
@@ -280,17 +294,17 @@ def content_times(chunks: list[tuple[float, dict]]) -> list[tuple[float, str]]:
 def test_a_scenario_paces_its_stream(timed: RunningServer) -> None:
     chunks = stream(timed, "timed")
     contents = content_times(chunks)
-    assert chunks[0][0] < 100  # the role chunk goes out with the headers
     assert [c for _, c in contents] == ["one", " two", " three", " four", " five", " six"]
-    assert 145 <= contents[0][0] < 600
-    assert contents[-1][0] - contents[0][0] >= 5 * 40 - 5
+    assert contents[0][0] < 600  # the role chunk goes out with the headers, the first token 150 ms later …
+    planned = [150 + 40 * k for k in range(len(contents))]  # … then one every 40 ms, each due from the stream start
+    assert all(at >= due - 1 for (at, _), due in zip(contents, planned, strict=True)), contents  # never early
 
 
 def test_a_rule_overrides_the_scenario_field_by_field(timed: RunningServer) -> None:
     contents = content_times(stream(timed, "rule-timed"))
     assert [c for _, c in contents] == ["abcd", "efgh", "ijkl"]  # the rule's chunking
-    assert contents[0][0] < 140  # the rule's ttft (20) …
-    assert contents[-1][0] - contents[0][0] >= 2 * 40 - 5  # … and the scenario's chunk delay
+    assert 19 <= contents[0][0] < 140  # the rule's ttft (20) …
+    assert contents[-1][0] - contents[0][0] >= 2 * 40 - 1  # … and the scenario's chunk delay
 
 
 def test_request_headers_override_everything(timed: RunningServer) -> None:
@@ -304,18 +318,16 @@ def test_request_headers_override_everything(timed: RunningServer) -> None:
 
 
 def test_a_non_streamed_reply_takes_its_latency(timed: RunningServer) -> None:
+    """`first_byte_ms` in the journal is when the reply left, counted from the request's arrival."""
     body = {"model": "glm-5", "messages": [{"role": "user", "content": "slow"}]}
-    with timed.http() as client:
-        started = time.perf_counter()
+    with timed.http(headers={"x-emulator-test-id": "latency"}) as client:
         client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "timed"}]})
-        assert (time.perf_counter() - started) * 1000 >= 145  # the server-wide latency (environment)
-        started = time.perf_counter()
+        assert journaled(timed, "latency")["first_byte_ms"] >= 149  # the server-wide latency (environment)
         assert client.post("/v1/chat/completions", json=body).status_code == 200
-        assert (time.perf_counter() - started) * 1000 >= 295
-        started = time.perf_counter()
+        assert journaled(timed, "latency")["first_byte_ms"] >= 299  # the rule's
         response = client.post("/v1/chat/completions", json=body, headers={"x-emulator-latency-ms": "0"})
         assert response.json()["choices"][0]["message"]["content"] == "slow"
-        assert (time.perf_counter() - started) * 1000 < 280
+        assert journaled(timed, "latency")["first_byte_ms"] < 150  # the header's
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])

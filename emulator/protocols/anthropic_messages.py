@@ -23,8 +23,8 @@ from emulator.errors import ApiError
 from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
 from emulator.http import bearer_key, dumps, json_response, read_json
 from emulator.ids import uuid4_int
-from emulator.journal import TEST_ID_HEADER
-from emulator.profiles import Catalog, CatalogModel, Profile, Range
+from emulator.journal import TEST_ID_HEADER, current_entry
+from emulator.profiles import DECLARE_HINT, CatalogModel, Profile, Range
 from emulator.protocols import anthropic_messages_models as m
 from emulator.protocols.anthropic_cache import (
     CachePlan,
@@ -34,8 +34,8 @@ from emulator.protocols.anthropic_cache import (
     cache_plan,
     prompt_blocks,
 )
+from emulator.protocols.anthropic_threads import KeptReply, ThreadStore
 from emulator.protocols.base import Adapter, Context
-from emulator.scenarios.actions import default_message
 from emulator.shaping import Shaped
 from emulator.streaming import SseEvent
 from emulator.tokens import count_messages, count_text, split_tokens
@@ -154,26 +154,41 @@ def _result_parts(content: str | list[Any] | None) -> list[dict[str, Any]]:
 
 
 class ConversationReader:
-    """The request's system prompt and messages as neutral Messages, checked as the API checks them."""
+    """The request's system prompt and messages as neutral Messages, checked as the API checks them.
 
-    def __init__(self, profile: Profile, traits: Traits) -> None:
+    `first_new` messages at the front came from a thread the request continues: the paths in errors count the
+    request's own messages from 0, as the client sent them.
+    """
+
+    def __init__(self, profile: Profile, traits: Traits, first_new: int = 0) -> None:
         self.unsupported = profile.anthropic.unsupported_blocks
         self.traits = traits
+        self.first_new = first_new
+
+    def at(self, index: int) -> str:
+        return f"messages.{max(index - self.first_new, 0)}"
 
     def read(self, request: m.CountTokensRequest) -> list[Message]:
         out = self._system(request.system)
-        open_calls: dict[str, ToolCall] = {}  # tool_use blocks of the previous message, by neutral id
+        open_calls: dict[str, ToolCall] = {}  # tool_use blocks of the last assistant message, by neutral id
+        answering = -1  # the index of that assistant message
         last = len(request.messages) - 1
         for index, message in enumerate(request.messages):
             blocks = m.as_blocks(message.content)
+            if isinstance(message, m.SystemMessage):  # between a call and its result too: the calls stay open
+                shown = self._system_message(message, blocks, index)
+                if message.clear_at != "next_user_message" or not _user_after(request.messages, index):
+                    out.extend(shown)
+                continue
             self._check_blocks(blocks, index, final_assistant=index == last and message.role == "assistant")
             if message.role == "assistant":
                 produced = [self._assistant(blocks)]
             else:
                 produced = self._user(blocks, index, open_calls)
-            _check_answered(open_calls, {p.tool_result.call_id for p in produced if p.tool_result}, index - 1)
+            _check_answered(open_calls, {p.tool_result.call_id for p in produced if p.tool_result}, self.at(answering))
             out.extend(produced)
             open_calls = {c.id: c for c in produced[0].tool_calls} if message.role == "assistant" else {}
+            answering = index
         return out
 
     @staticmethod
@@ -181,18 +196,38 @@ class ConversationReader:
         text = m.result_text(system)
         return [Message("system", text)] if text else []
 
+    def _system_message(self, message: m.SystemMessage, blocks: list[Any], index: int) -> list[Message]:
+        """A mid-conversation system message (as the API takes it, beta header or not): never the first message,
+        and with content or per-turn `output_config`."""
+        where = self.at(index)
+        if index == 0:
+            raise ApiError.invalid(
+                f"{where}: use the top-level `system` parameter for the initial system prompt; a role "
+                '"system" message must follow a user or assistant message',
+                param=where,
+            )
+        if not blocks and not message.output_config:
+            raise ApiError.invalid(
+                f'{where}: a role "system" message needs non-empty `content` or `output_config`', param=where
+            )
+        for block in blocks:
+            if isinstance(block, m.TextBlock):
+                _check_text(block.text)
+        text = m.joined_text(blocks)
+        return [Message("system", text)] if text else []
+
     def _check_blocks(self, blocks: list[Any], index: int, final_assistant: bool) -> None:
+        where = self.at(index)
         if not blocks and not final_assistant:
             raise ApiError.invalid(
-                f"messages.{index}: all messages must have non-empty content except for the optional final "
-                "assistant message",
-                param=f"messages.{index}",
+                f"{where}: all messages must have non-empty content except for the optional final assistant message",
+                param=where,
             )
         for position, block in enumerate(blocks):
-            self._check_supported(block.type, f"messages.{index}.content.{position}")
+            self._check_supported(block.type, f"{where}.content.{position}")
             if isinstance(block, m.ToolResultBlock) and isinstance(block.content, list):
                 for part_index, part in enumerate(block.content):
-                    self._check_supported(part.type, f"messages.{index}.content.{position}.content.{part_index}")
+                    self._check_supported(part.type, f"{where}.content.{position}.content.{part_index}")
             if isinstance(block, m.TextBlock):
                 _check_text(block.text)
 
@@ -230,15 +265,20 @@ class ConversationReader:
     def _user(self, blocks: list[Any], index: int, open_calls: Mapping[str, ToolCall]) -> list[Message]:
         """One `tool` message per tool_result block, then the user's own words and attachments, if any."""
         out = [
-            self._tool_message(block, f"messages.{index}.content.{position}", open_calls)
+            self._tool_message(block, f"{self.at(index)}.content.{position}", open_calls)
             for position, block in enumerate(blocks)
             if isinstance(block, m.ToolResultBlock)
         ]
-        own = [b for b in blocks if not isinstance(b, m.ToolResultBlock | m.ServerBlock)]
+        own = [b for b in blocks if not isinstance(b, m.ToolResultBlock | m.ServerBlock | m.ToolChangeBlock)]
         if own or not out:
             parts = [_part(b) for b in own if not isinstance(b, m.TextBlock)]
             out.append(Message("user", m.joined_text(own), parts=parts))
         return out
+
+
+def _user_after(messages: Sequence[Any], index: int) -> bool:
+    """Whether a `role: "user"` message follows: a `clear_at: next_user_message` system message is gone by then."""
+    return any(message.role == "user" for message in messages[index + 1 :])
 
 
 def _check_text(text: str) -> None:
@@ -248,28 +288,58 @@ def _check_text(text: str) -> None:
         raise ApiError.invalid("messages: text content blocks must contain non-whitespace text", param="messages")
 
 
-def _check_answered(open_calls: Mapping[str, ToolCall], answered: set[str], index: int) -> None:
+def _check_answered(open_calls: Mapping[str, ToolCall], answered: set[str], where: str) -> None:
     missing = [wire_tool_id(call_id) for call_id in open_calls if call_id not in answered]
     if missing:
         raise ApiError.invalid(
-            f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+            f"{where}: `tool_use` ids were found without `tool_result` blocks immediately after: "
             f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block in the "
             "next message.",
-            param=f"messages.{index}",
+            param=where,
         )
 
 
+def _custom_tool(tool: m.CustomTool) -> Tool:
+    return Tool(tool.name, tool.description or "", tool.input_schema.model_dump(mode="json", exclude_none=True))
+
+
 def _tools(request: m.CountTokensRequest) -> list[Tool]:
-    tools = []
-    seen: set[str] = set()
+    """The request's own tools, then the tool changes of its system messages folded over them in order: what is
+    offered to the model when it answers."""
+    declared: dict[str, Tool] = {}
     for tool in request.tools or ():
-        if tool.name in seen:
+        if tool.name is not None and tool.name in declared:
             raise ApiError.invalid("tools: Tool names must be unique.", param="tools")
-        seen.add(tool.name)
         if isinstance(tool, m.CustomTool):
-            schema = tool.input_schema.model_dump(mode="json", exclude_none=True)
-            tools.append(Tool(tool.name, tool.description or "", schema))
-    return tools
+            declared[tool.name] = _custom_tool(tool)
+    offered = dict(declared)
+    for message in request.messages:
+        if isinstance(message, m.SystemMessage):
+            for block in m.as_blocks(message.content):
+                if isinstance(block, m.ToolChangeBlock):
+                    _change_tools(block, declared, offered)
+    return list(offered.values())
+
+
+def _change_tools(block: m.ToolChangeBlock, declared: dict[str, Tool], offered: dict[str, Tool]) -> None:
+    """One `tool_addition` / `tool_removal`: a reference names a tool of `tools` (or one added earlier), a
+    `tool_definition` brings its own; MCP tools are the provider's to run, so they change nothing here."""
+    tool = block.tool
+    if tool.get("type") == "tool_definition" and isinstance(tool.get("definition"), dict):
+        try:
+            defined = m.CustomTool.model_validate(tool["definition"])
+        except ValidationError:
+            return  # a server tool's definition: accepted, never called
+        declared[defined.name] = _custom_tool(defined)
+        name = defined.name
+    elif tool.get("type") == "tool_reference" and isinstance(tool.get("name"), str):
+        name = tool["name"]
+    else:
+        return
+    if block.type == "tool_removal":
+        offered.pop(name, None)
+    elif name in declared:
+        offered[name] = declared[name]
 
 
 def _tool_choice(request: m.CountTokensRequest, tools: list[Tool]) -> ToolChoice:
@@ -295,13 +365,15 @@ def _parallel_tool_calls(request: m.CountTokensRequest, traits: Traits) -> bool:
     return not (traits.parallel_switch and disabled)
 
 
-def _resolve_model(catalog: Catalog, requested: str, traits: Traits) -> CatalogModel:
-    try:
-        return catalog.resolve(requested)
-    except ApiError:
-        if traits.upstream:  # the API itself: `404 not_found_error` naming the model
-            raise ApiError(404, f"model: {requested}", param="model") from None
-        raise  # a gateway checks its catalogue before any protocol: its own 403
+def _resolve_model(context: Context, requested: str, traits: Traits) -> CatalogModel:
+    model = context.catalog.find(requested)
+    if model is not None:
+        return model
+    if traits.upstream:  # the API itself: `404 not_found_error` naming the model
+        raise ApiError(
+            404, f"model: {requested}. Available models: {context.catalog.available()}. {DECLARE_HINT}", param="model"
+        )
+    raise context.profile.unknown_model(requested, context.catalog)  # a gateway checks its catalogue first
 
 
 def _check_ranges(request: m.MessagesRequest, profile: Profile, traits: Traits) -> None:
@@ -329,7 +401,7 @@ def _check_thinking(request: m.MessagesRequest) -> None:
 
 
 def _wants_thinking(request: m.CountTokensRequest) -> bool:
-    return isinstance(request.thinking, m.ThinkingEnabled | m.ThinkingAdaptive)
+    return isinstance(request.thinking, m.ThinkingEnabled | m.ThinkingAdaptive | m.ThinkingBetweenTools)
 
 
 def _response_format(body: Mapping[str, Any]) -> ResponseFormat:
@@ -363,25 +435,32 @@ def validate(body: Any, profile: Profile, kind: type[m.CountTokensRequest]) -> m
         request = kind.model_validate(accepted)
     except ValidationError as exc:
         raise validation_error(exc) from None
-    if not request.messages:
+    continues = isinstance(getattr(request, "thread", None), m.ThreadContinue)
+    if not request.messages and not continues:  # a `continue` may resume an unfinished turn with no new message
         raise ApiError.invalid("messages: at least one message is required", param="messages")
     return request
 
 
 def build_exchange(
-    request: m.CountTokensRequest, body: Mapping[str, Any], headers: Mapping[str, str], key: str, context: Context
+    request: m.CountTokensRequest,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    key: str,
+    context: Context,
+    first_new: int = 0,
 ) -> Exchange:
+    """`request` is the whole conversation; its first `first_new` messages came from the thread it continues."""
     traits = traits_for(context.profile)
     if isinstance(request, m.MessagesRequest):
         _check_ranges(request, context.profile, traits)
         _check_thinking(request)
-    model = _resolve_model(context.catalog, request.model, traits)
+    model = _resolve_model(context, request.model, traits)
     tools = _tools(request)
     return Exchange(
         protocol="messages",
         model=model.id,
         requested_model=request.model,
-        messages=ConversationReader(context.profile, traits).read(request),
+        messages=ConversationReader(context.profile, traits, first_new).read(request),
         tools=tools,
         tool_choice=_tool_choice(request, tools),
         parallel_tool_calls=_parallel_tool_calls(request, traits),
@@ -401,8 +480,18 @@ Pieces = Callable[[str], list[str]]
 
 
 @dataclass(frozen=True)
+class ThreadPlan:
+    """What to keep once the reply is decided: the conversation so far, under the reply's id."""
+
+    request: m.MessagesRequest  # the whole conversation, with the thread's system and tools
+    test_id: str
+    continues: str | None  # the reply this one continues, which may not be continued again
+
+
+@dataclass(frozen=True)
 class MessagesOptions:
     cache: CachePlan | None = None  # None: cache_control is not honoured here
+    thread: ThreadPlan | None = None  # None: the request has no `thread`
 
 
 def _base62(number: int, length: int) -> str:
@@ -589,11 +678,12 @@ def error_kind(status: int) -> tuple[str, str]:
 def error_body(failure: Failure, request_id: str | None = None) -> dict[str, Any]:
     """The Anthropic envelope; a scenario's own `type` and `message` win over the table."""
     kind, default = error_kind(failure.status)
-    own_message = failure.message and failure.message != default_message(failure.status)
     body: dict[str, Any] = {
         "type": "error",
-        "error": {"type": failure.type or kind, "message": failure.message if own_message else default},
+        "error": {"type": failure.type or kind, "message": failure.message or default},
     }
+    if failure.code is not None:  # what the SDKs read as `error_code` and branch on
+        body["error"]["details"] = {"error_code": failure.code}
     if request_id is not None:
         body["request_id"] = request_id
     return body
@@ -605,19 +695,28 @@ def error_body(failure: Failure, request_id: str | None = None) -> dict[str, Any
 class MessagesAdapter(Adapter):
     protocol = "messages"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: ThreadStore | None = None) -> None:
         self.cache = PromptCache()
+        self.threads = threads if threads is not None else ThreadStore()
 
     def authenticate(self, request: Request, context: Context) -> str:
         return authenticate(request, context)
 
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, MessagesOptions]:
         parsed = validate(body, context.profile, m.MessagesRequest)
-        exchange = build_exchange(parsed, body, request.headers, key, context)
-        if not traits_for(context.profile).caching:
-            return exchange, MessagesOptions()
-        owner = (request.headers.get(TEST_ID_HEADER, ""), key, exchange.model)
-        return exchange, MessagesOptions(cache=cache_plan(parsed, exchange.tools, owner))
+        assert isinstance(parsed, m.MessagesRequest)
+        test_id = request.headers.get(TEST_ID_HEADER, "")
+        first_new, thread = 0, None
+        if isinstance(parsed.thread, m.ThreadContinue):
+            parsed, first_new = self.threads.continued_request(parsed, test_id)
+        exchange = build_exchange(parsed, body, request.headers, key, context, first_new)
+        if parsed.thread is not None:
+            continues = parsed.thread.previous_message_id if isinstance(parsed.thread, m.ThreadContinue) else None
+            thread = ThreadPlan(parsed, test_id, continues)
+        cache = None
+        if traits_for(context.profile).caching:
+            cache = cache_plan(parsed, exchange.tools, (test_id, key, exchange.model))
+        return exchange, MessagesOptions(cache=cache, thread=thread)
 
     def _cache_usage(self, shaped: Shaped, options: MessagesOptions) -> CacheUsage:
         prompt = shaped.usage.prompt_tokens
@@ -627,12 +726,22 @@ class MessagesAdapter(Adapter):
             return CacheUsage()
         return self.cache.settle(options.cache, prompt)
 
+    def _body(self, shaped: Shaped, exchange: Exchange, options: MessagesOptions) -> dict[str, Any]:
+        """The reply, kept in its thread as soon as it is decided (before the first byte goes out)."""
+        body = message_body(shaped, exchange.model, self._cache_usage(shaped, options))
+        plan = options.thread
+        if plan is not None:
+            answer = [m.InputMessage(role="assistant", content=body["content"])] if body["content"] else []
+            request = plan.request
+            kept = KeptReply(body["id"], (*request.messages, *answer), request.system, request.tools, plan.test_id)
+            self.threads.keep(kept, plan.continues)
+        return body
+
     def render(self, shaped: Shaped, exchange: Exchange, options: MessagesOptions) -> dict[str, Any]:
-        return message_body(shaped, exchange.model, self._cache_usage(shaped, options))
+        return self._body(shaped, exchange, options)
 
     def events(self, shaped: Shaped, exchange: Exchange, options: MessagesOptions) -> Iterator[SseEvent]:
-        body = message_body(shaped, exchange.model, self._cache_usage(shaped, options))  # settled now, not lazily
-        return stream_events(body, shaped.pieces)
+        return stream_events(self._body(shaped, exchange, options), shaped.pieces)  # settled now, not lazily
 
     def error_body(self, failure: Failure, context: Context, request_id: str | None = None) -> dict[str, Any]:
         return error_body(failure, request_id)
@@ -642,6 +751,7 @@ class MessagesAdapter(Adapter):
 
     def reset(self, test_id: str | None = None) -> None:
         self.cache.reset(test_id)
+        self.threads.clear(test_id)
 
     def extra_routes(self, path: str) -> list[BaseRoute]:
         return [Route(path + "/count_tokens", self.count_tokens, methods=["POST"])]
@@ -650,10 +760,16 @@ class MessagesAdapter(Adapter):
         """`{"input_tokens": N}`: the estimate a create request with the same prompt reports in its usage."""
         runtime = request.app.state.runtime
         context: Context = runtime.context
+        entry = current_entry(request.scope)
         key = self.authenticate(request, context)
         body = await read_json(request, runtime.settings.max_body_bytes)
+        if entry is not None:
+            entry.body = body
+            entry.model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
         parsed = validate(body, context.profile, m.CountTokensRequest)
         exchange = build_exchange(parsed, body, request.headers, key, context)
+        if entry is not None:
+            entry.model = exchange.model
         if traits_for(context.profile).caching:
             breakpoints(parsed, prompt_blocks(parsed, exchange.tools))  # the same breakpoint limit
         return json_response({"input_tokens": count_messages(exchange.messages, exchange.tools)})

@@ -80,20 +80,34 @@ class ToolUseBlock(Cacheable):
 
 
 class ServerBlock(Cacheable):
-    """Blocks of server-side tools (web search, code execution, …) replayed in the history: accepted, not read."""
+    """Blocks replayed in the history that the emulator accepts and does not read: server-side tools' calls and
+    results (web search, code execution, MCP, the advisor, …), compaction summaries, fallback boundaries."""
 
     type: Literal[
         "server_tool_use",
         "web_search_tool_result",
         "web_fetch_tool_result",
+        "advisor_tool_result",
         "code_execution_tool_result",
         "bash_code_execution_tool_result",
         "text_editor_code_execution_tool_result",
         "tool_search_tool_result",
         "mcp_tool_use",
         "mcp_tool_result",
+        "mcp_tool_listing",
         "container_upload",
+        "compaction",
+        "fallback",
     ]
+
+
+class ToolChangeBlock(Cacheable):
+    """`tool_addition` / `tool_removal`: a mid-conversation directive that offers or withdraws a tool from that
+    point on. `tool` is a reference (`{type: tool_reference, name}`), an MCP reference, or under the inline-tools
+    beta a `{type: tool_definition, definition: {...}}` carrying the tool itself."""
+
+    type: Literal["tool_addition", "tool_removal"]
+    tool: dict[str, Any]
 
 
 class ReferenceBlock(Cacheable):
@@ -123,7 +137,8 @@ ContentBlock = Annotated[
     | RedactedThinkingBlock
     | ToolUseBlock
     | ToolResultBlock
-    | ServerBlock,
+    | ServerBlock
+    | ToolChangeBlock,
     Field(discriminator="type"),
 ]
 
@@ -133,8 +148,33 @@ class InputMessage(_Lenient):
     content: str | Annotated[list[ContentBlock], FAIL_FAST]
 
 
-def as_blocks(content: str | list[Any]) -> list[Any]:
+SystemBlock = Annotated[TextBlock | ToolChangeBlock, Field(discriminator="type")]
+
+
+class SystemMessage(_Lenient):
+    """A mid-conversation `role: "system"` message: instructions (and tool changes) from that point on."""
+
+    role: Literal["system"]
+    content: str | Annotated[list[SystemBlock], FAIL_FAST] | None = None
+    clear_at: Literal["next_user_message", "never"] | None = None  # "next_user_message": shown for one turn only
+    output_config: dict[str, Any] | None = None  # per-turn settings (effort)
+
+
+def _message_kind(value: Any) -> str:
+    role = value.get("role") if isinstance(value, dict) else getattr(value, "role", None)
+    return "System" if role == "system" else "Turn"
+
+
+# Tags in capitals: validation errors leave them out of the path, as the API does (`messages.0.role: …`).
+AnyMessage = Annotated[
+    Annotated[InputMessage, Tag("Turn")] | Annotated[SystemMessage, Tag("System")], Discriminator(_message_kind)
+]
+
+
+def as_blocks(content: str | list[Any] | None) -> list[Any]:
     """A message's content as blocks: a string is one text block (none when empty)."""
+    if content is None:
+        return []
     if isinstance(content, str):
         return [TextBlock(type="text", text=content)] if content else []
     return content
@@ -166,10 +206,11 @@ class CustomTool(Cacheable):
 
 
 class ServerTool(Cacheable):
-    """A tool the provider runs itself (`web_search_20250305`, `bash_20250124`, …): accepted, never called."""
+    """A tool the provider runs itself (`web_search_20250305`, `bash_20250124`, an `mcp_toolset`, …): accepted,
+    never called. Toolsets have no `name`."""
 
     type: str
-    name: str
+    name: str | None = None
 
 
 def _tool_kind(value: Any) -> str:
@@ -223,7 +264,27 @@ class ThinkingAdaptive(_Lenient):
     display: Literal["summarized", "omitted"] | None = None
 
 
-Thinking = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")]
+class ThinkingBetweenTools(_Lenient):
+    """Thinking only between tool calls (the interleaved-thinking mode)."""
+
+    type: Literal["between_tools"]
+
+
+Thinking = Annotated[
+    ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive | ThinkingBetweenTools, Field(discriminator="type")
+]
+
+
+class ThreadCreate(_Lenient):
+    type: Literal["create"]
+
+
+class ThreadContinue(_Lenient):
+    type: Literal["continue"]
+    previous_message_id: str
+
+
+Thread = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type")]
 
 
 class Metadata(_Lenient):
@@ -234,7 +295,7 @@ class CountTokensRequest(_Lenient):
     """`POST /v1/messages/count_tokens`: the prompt part of a request."""
 
     model: str
-    messages: Annotated[list[InputMessage], FAIL_FAST]
+    messages: Annotated[list[AnyMessage], FAIL_FAST]
     system: str | Annotated[list[TextBlock], FAIL_FAST] | None = None
     tools: Annotated[list[ToolDefinition], FAIL_FAST] | None = None
     tool_choice: ToolChoice | None = None
@@ -255,3 +316,4 @@ class MessagesRequest(CountTokensRequest):
     service_tier: Literal["auto", "standard_only"] | None = None
     container: str | dict[str, Any] | None = None
     mcp_servers: Annotated[list[dict[str, Any]], FAIL_FAST] | None = None
+    thread: Thread | None = None

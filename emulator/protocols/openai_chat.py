@@ -66,7 +66,7 @@ def _messages(request: m.ChatCompletionRequest) -> list[Message]:
         elif isinstance(msg, m.UserMessage):
             out.append(Message("user", _joined_text(msg.content), parts=_extra_parts(msg.content)))
         elif isinstance(msg, m.AssistantMessage):
-            made = [ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls or ()]
+            made = [ToolCall(c.id, c.name, c.arguments) for c in msg.tool_calls or ()]
             for call in made:
                 calls[call.id] = call
                 pending[call.id] = index
@@ -114,6 +114,10 @@ def _tool_choice(request: m.ChatCompletionRequest, tools: list[Tool]) -> ToolCho
         )
     if isinstance(choice, str):
         return ToolChoice(choice)
+    if isinstance(choice, m.AllowedToolsChoice):
+        return ToolChoice(choice.allowed_tools.mode)
+    if isinstance(choice, m.NamedCustomToolChoice):  # a free-form tool, which generated replies do not call
+        return _AUTO
     if choice.function.name not in {t.name for t in tools}:
         raise ApiError.invalid(
             f"Invalid value for 'tool_choice': no function named {choice.function.name!r} was specified in 'tools'.",
@@ -156,7 +160,9 @@ def _wants_thinking(request: m.ChatCompletionRequest) -> bool:
     return request.reasoning_effort in THINKING_EFFORTS
 
 
-def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str) -> tuple[Exchange, ChatOptions]:
+def parse(
+    body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str, profile: Profile | None = None
+) -> tuple[Exchange, ChatOptions]:
     """The request as an Exchange; ApiError(400/403) names what is wrong."""
     if not isinstance(body, dict):
         raise ApiError.invalid(f"The request body must be a JSON object, but got {type(body).__name__}.")
@@ -168,7 +174,7 @@ def parse(body: Any, headers: Mapping[str, str], catalog: Catalog, api_key: str)
         raise ApiError.invalid(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
         )
-    model = catalog.resolve(request.model)
+    model = catalog.resolve(request.model, profile)
     tools = _tools(request)
     exchange = Exchange(
         protocol="chat",
@@ -371,7 +377,7 @@ class ChatAdapter(Adapter):
         return bearer_key(request, context.allowed_keys)
 
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ChatOptions]:
-        exchange, options = parse(body, request.headers, context.catalog, key)
+        exchange, options = parse(body, request.headers, context.catalog, key, context.profile)
         if exchange.temperature is not None or exchange.top_p is not None:
             context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
         return exchange, options

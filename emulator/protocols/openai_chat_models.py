@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from emulator.protocols.validation import FAIL_FAST
 
@@ -61,10 +61,50 @@ class FunctionCall(_Lenient):
     arguments: str
 
 
-class ToolCallIn(_Lenient):
+class CustomCall(_Lenient):
+    name: str
+    input: str
+
+
+class FunctionToolCallIn(_Lenient):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+
+    @property
+    def name(self) -> str:
+        return self.function.name
+
+    @property
+    def arguments(self) -> str:
+        return self.function.arguments
+
+
+class CustomToolCallIn(_Lenient):
+    """A call of a `custom` (free-form text) tool: its `input` is the text the model wrote."""
+
+    id: str
+    type: Literal["custom"]
+    custom: CustomCall
+
+    @property
+    def name(self) -> str:
+        return self.custom.name
+
+    @property
+    def arguments(self) -> str:
+        return self.custom.input
+
+
+def _call_kind(value: Any) -> str:
+    kind = value.get("type", "function") if isinstance(value, dict) else getattr(value, "type", "function")
+    return "CustomToolCallIn" if kind == "custom" else "FunctionToolCallIn"
+
+
+ToolCallIn = Annotated[
+    Annotated[FunctionToolCallIn, Tag("FunctionToolCallIn")] | Annotated[CustomToolCallIn, Tag("CustomToolCallIn")],
+    Discriminator(_call_kind),
+]
 
 
 class SystemMessage(_Lenient):
@@ -119,6 +159,8 @@ UNION_TAGS = frozenset(
         "file",
         "input_audio",
         "refusal",
+        "custom",
+        "allowed_tools",
     }
 )
 
@@ -144,6 +186,26 @@ class NamedFunction(_Lenient):
 class NamedToolChoice(_Lenient):
     type: Literal["function"]
     function: NamedFunction
+
+
+class NamedCustomToolChoice(_Lenient):
+    type: Literal["custom"]
+    custom: NamedFunction
+
+
+class AllowedTools(_Lenient):
+    mode: Literal["auto", "required"]
+    tools: Annotated[list[dict[str, Any]], FAIL_FAST]
+
+
+class AllowedToolsChoice(_Lenient):
+    """`allowed_tools`: the model may call only these tools; `required` makes it call one of them."""
+
+    type: Literal["allowed_tools"]
+    allowed_tools: AllowedTools
+
+
+ObjectToolChoice = Annotated[NamedToolChoice | NamedCustomToolChoice | AllowedToolsChoice, Field(discriminator="type")]
 
 
 class StreamOptions(_Lenient):
@@ -194,7 +256,7 @@ class ChatCompletionRequest(_Lenient):
     seed: int | None = None
     user: str | None = None
     tools: Annotated[list[ToolDefinition], FAIL_FAST] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tool_choice: Literal["none", "auto", "required"] | ObjectToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None

@@ -26,7 +26,7 @@ from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat
 from emulator.http import bearer_key, json_response
 from emulator.ids import uuid4_hex
 from emulator.journal import TEST_ID_HEADER
-from emulator.profiles import Catalog
+from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_responses_models as m
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import dump, error_body
@@ -92,7 +92,8 @@ def _input_item(item: Any, index: int, store: ResponseStore) -> Item:
         if found is None:
             raise ApiError(404, f"Item with id '{item.id}' not found.", param=f"input[{index}].id")
         return found
-    dumped = item.model_dump(by_alias=True, exclude_none=True)
+    # warnings off: pydantic cannot tell which member of a tagged content union it dumps, and dumps it right anyway
+    dumped = item.model_dump(by_alias=True, exclude_none=True, warnings=False)
     if isinstance(item, m.MessageItem):
         return {"id": item.id or new_id("msg"), **dumped, "status": "completed", "content": _content_parts(item)}
     if isinstance(item, m.FunctionCallItem):
@@ -158,6 +159,12 @@ def _add_message(messages: list[Message], item: Mapping[str, Any]) -> None:
         messages.append(Message("system", _texts(content, ("input_text",))))
 
 
+def _last_open(calls: Mapping[str, ToolCall], answered: set[str], name: str | None) -> ToolCall | None:
+    """The call an output without `call_id` answers: the latest one not yet answered (of that tool, if named)."""
+    open_calls = [c for c in calls.values() if c.id not in answered and (name is None or c.name == name)]
+    return open_calls[-1] if open_calls else None
+
+
 @dataclass
 class Reading:
     """A conversation read into Messages so far, with what reading on needs: the tool calls made, those answered.
@@ -192,11 +199,15 @@ class Reading:
                 calls[call.id] = call
                 _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
             elif kind == "function_call_output":
-                call = calls.get(item["call_id"])
+                call_id = item.get("call_id")
+                call = calls.get(call_id) if call_id else _last_open(calls, answered, item.get("name"))
                 if call is None:
+                    where = f"input[{position}].call_id" if named else "input"
                     raise ApiError.invalid(
-                        f"No tool call found for function call output with call_id {item['call_id']}.",
-                        param=f"input[{position}].call_id" if named else "input",
+                        f"No tool call found for function call output with call_id {call_id}."
+                        if call_id
+                        else f"Invalid '{where}': no function call before this output is waiting for one; name it.",
+                        param=where,
                     )
                 answered.add(call.id)
                 output = _texts(item["output"], ("input_text",))
@@ -303,11 +314,16 @@ def _validated(body: Any) -> m.CreateResponseRequest:
 
 
 def parse(
-    body: Any, headers: Mapping[str, str], catalog: Catalog, store: ResponseStore, api_key: str = ""
+    body: Any,
+    headers: Mapping[str, str],
+    catalog: Catalog,
+    store: ResponseStore,
+    api_key: str = "",
+    profile: Profile | None = None,
 ) -> tuple[Exchange, ResponsesOptions]:
     """The request, with the conversation it continues, as an Exchange; ApiError(400/403/404) names what is wrong."""
     request = _validated(body)
-    model = catalog.resolve(request.model)
+    model = catalog.resolve(request.model, profile)
     previous = _previous(request, store)
     new_items = input_items(request, store)
     kept = previous.link.derived if previous is not None else None
@@ -678,7 +694,7 @@ class ResponsesAdapter(Adapter):
         return stored is not None and stored.link.length > LONG_CONVERSATION
 
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ResponsesOptions]:
-        exchange, options = parse(body, request.headers, context.catalog, self.store, key)
+        exchange, options = parse(body, request.headers, context.catalog, self.store, key, context.profile)
         context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
         return exchange, options
 

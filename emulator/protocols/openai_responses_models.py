@@ -111,8 +111,9 @@ class FunctionCallItem(_Lenient):
 
 class FunctionCallOutputItem(_Lenient):
     type: Literal["function_call_output"]
-    call_id: str = Field(min_length=1, max_length=64)
+    call_id: str | None = Field(default=None, min_length=1, max_length=64)  # None: the last open call (of `name`)
     output: str | Annotated[list[ToolOutputPart], FAIL_FAST]
+    name: str | None = None
     id: str | None = None
 
 
@@ -170,6 +171,10 @@ OTHER_ITEM_TYPES = frozenset(
         "tool_search_call",
         "tool_search_output",
         "additional_tools",
+        "configuration_update",
+        "compaction_trigger",
+        "program",
+        "program_output",
     }
 )
 

@@ -7,7 +7,6 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal
 
 from emulator.exchange import Choice, Exchange, Failure, Reply, ToolCall, UsageOverride, cached
@@ -20,32 +19,6 @@ if TYPE_CHECKING:
 
 Then = Literal["repeat_last", "cycle"]
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-# Failure messages used when a `fail` action gives none.
-DEFAULT_MESSAGES: dict[int, str] = {
-    400: "The request is invalid.",
-    401: "The API key is invalid.",
-    403: "You do not have access to this resource.",
-    404: "The requested resource was not found.",
-    408: "The request timed out.",
-    409: "The request conflicts with the current state.",
-    413: "The request is too large.",
-    422: "The request could not be processed.",
-    429: "Rate limit exceeded, please retry later.",
-    500: "The server had an error while processing your request.",
-    502: "The upstream service returned an invalid response.",
-    503: "The service is temporarily unavailable, please retry later.",
-    504: "The upstream service did not answer in time.",
-}
-
-
-def default_message(status: int) -> str:
-    if status in DEFAULT_MESSAGES:
-        return DEFAULT_MESSAGES[status]
-    try:
-        return f"{HTTPStatus(status).phrase}."
-    except ValueError:
-        return f"The request failed with status {status}."
 
 
 @dataclass
@@ -229,15 +202,18 @@ class ReplyAction(Action):
 
 @dataclass(frozen=True)
 class FailAction(Action):
+    """An error answer. Without a message of its own, the profile's wording for the status is sent: the same
+    words a `fault: {error: N}` or a real rate limit gets."""
+
     status: int
-    message: Template
+    message: Template | None = None
     type: str | None = None
     code: str | None = None
     param: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
     def run(self, run: Run) -> Failure:
-        message = self.message.render(run.context) if not self.message.is_static else self.message.source
+        message = _render(self.message, run) or ""
         return Failure(
             status=self.status,
             message=message,

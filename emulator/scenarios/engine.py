@@ -26,7 +26,7 @@ SCOPE_HEADER = "x-emulator-test-id"
 NEAREST_SHOWN = 3
 COMPARED_CHARS = 64  # near-miss ranking compares this much of each end of two texts: its cost never grows with them
 
-ReplyGenerator = Callable[..., Reply]  # generated_reply(exchange, generator, *, sentences) -> Reply
+ReplyGenerator = Callable[..., Reply]  # generated_reply(exchange, generator, *, sentences, tool_calls) -> Reply
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) 
         fallback=fallback or next((s.fallback for s in settings if s.fallback), "generate"),
         locale=next((s.locale for s in settings if s.locale), None),
         sentences=next((s.sentences for s in settings if s.sentences), DEFAULT_SENTENCES),
+        tool_calls=next((s.tool_calls for s in settings if s.tool_calls), "forced"),
         timing=next((s.timing for s in settings if s.timing), None),
         faults=tuple(fault for s in settings for fault in s.faults),
         rate_limits=next((s.rate_limits for s in settings if s.rate_limits), None),
@@ -217,7 +218,7 @@ class Engine:
             message = self._no_match_message(nearest)
             return Decision(Failure(status=400, message=message), self.settings.timing, misses=(*cut, *nearest))
         sentences = self.settings.sentences or DEFAULT_SENTENCES
-        reply = self.reply_generator(exchange, self.generator, sentences=sentences)
+        reply = self.reply_generator(exchange, self.generator, sentences=sentences, tool_calls=self.settings.tool_calls)
         return Decision(reply, self.settings.timing, misses=tuple(cut))
 
     def explain(self, exchange: Exchange, limit: int | None = None) -> list[RuleMiss]:

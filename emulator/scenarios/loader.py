@@ -17,6 +17,7 @@ from emulator.scenarios.parse_when import parse_when
 from emulator.scenarios.problems import Pos, Problem, ProblemLog, ScenarioError
 from emulator.scenarios.schema import (
     FALLBACKS,
+    GENERATED_TOOL_CALLS,
     KEYS,
     MAX_SENTENCES,
     DeclaredModel,
@@ -98,12 +99,24 @@ def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
 
 
 def validate_paths(paths: Iterable[str | Path]) -> list[Problem]:
-    """What `tokenhub-emulator validate` prints: every problem, never raising."""
+    """What `tokenhub-emulator validate` prints: every problem, never raising. A folder without scenario
+    files is one: validating nothing is a mistake (a wrong path, a file named .yml.txt)."""
+    paths = list(paths)
+    empty = [Path(p) for p in paths if Path(p).is_dir() and not scenario_files([p])[0]]
+    problems = [
+        Problem(
+            str(folder),
+            1,
+            1,
+            f"no scenario files in this folder: nothing to check (expected {' or '.join('*' + s for s in SUFFIXES)} files)",
+        )
+        for folder in empty
+    ]
     try:
         load_scenarios(paths)
     except ScenarioError as error:
-        return error.problems
-    return []
+        problems += error.problems
+    return problems
 
 
 # ---------------------------------------------------------------- unreachable rules
@@ -218,6 +231,7 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
     )
     locale = _locale(check, data["locale"], data.at("locale")) if "locale" in data else None
     sentences = _sentences(check, data["sentences"], data.at("sentences")) if "sentences" in data else None
+    tool_calls = _generate(check, data["generate"], data.at("generate")) if "generate" in data else None
     timing = timing_at(check, data) if "timing" in data else None
     faults = background_faults(check, data, stem) if "faults" in data else ()
     rate_limits = rate_limits_at(check, data) if "rate_limits" in data else None
@@ -229,12 +243,24 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
         fallback=None if fallback is INVALID else fallback,
         locale=None if locale is INVALID else locale,
         sentences=None if sentences is INVALID else sentences,
+        tool_calls=None if tool_calls is INVALID else tool_calls,
         timing=None if timing is INVALID else timing,
         faults=() if faults is INVALID else faults,
         rate_limits=None if rate_limits is INVALID else rate_limits,
         profile=None if profile is INVALID else profile,
         api_keys=() if api_keys is INVALID else api_keys,
     )
+
+
+def _generate(check: Checker, value: Any, pos: Pos) -> Any:
+    """`generate: {tool_calls: forced | auto}`: the tool calls a generated reply may make."""
+    data = check.mapping(value, pos, "'generate'")
+    if data is None:
+        return INVALID
+    check.keys(data, KEYS["generate"], "in generate")
+    if "tool_calls" not in data:
+        return None
+    return check.choice(data["tool_calls"], data.at("tool_calls"), "'tool_calls'", GENERATED_TOOL_CALLS)
 
 
 def _api_keys(check: Checker, value: Any, pos: Pos) -> Any:

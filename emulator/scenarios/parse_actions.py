@@ -15,13 +15,11 @@ from emulator.scenarios.actions import (
     SequenceAction,
     TemplatedJson,
     ToolCallSpec,
-    default_message,
 )
 from emulator.scenarios.checks import INVALID, Checker, shown, words
 from emulator.scenarios.parse_extras import fault_at, timing_at
 from emulator.scenarios.problems import Pos
 from emulator.scenarios.schema import ANSWERS, FINISH_REASONS, KEYS, THEN_MODES
-from emulator.scenarios.templates import compile_template
 from emulator.scenarios.yamlpos import YList, YMap
 
 _PER_CHOICE = KEYS["choice"]  # reply keys that move into each choice when `choices` is used
@@ -104,6 +102,14 @@ def _sequence(check: Checker, rule: YMap, seed: str) -> Action | None:
 
 
 def parse_reply(check: Checker, value: Any, pos: Pos) -> ReplyAction | None:
+    if isinstance(value, str):  # `reply: Hello` — the text of the answer, most likely
+        shown_text = value if value and all(c.isalnum() or c in " .,!?'-" for c in value) else repr(value)
+        check.error(
+            pos,
+            f"'reply' must be a mapping, got the text {value!r}; to answer with it write "
+            f"'reply: {{content: {shown_text}}}' (or 'reply: {{}}' for a generated reply)",
+        )
+        return None
     data = check.mapping(value, pos, "'reply'", " (write 'reply: {}' for a generated reply)")
     if data is None:
         return None
@@ -226,8 +232,6 @@ def parse_fail(check: Checker, value: Any, pos: Pos) -> FailAction | None:
     headers = _headers(check, data["headers"], data.at("headers")) if "headers" in data else ()
     if INVALID in (status, message, headers, *fields.values()):
         return None
-    if message is None:
-        message = compile_template(default_message(status))
     return FailAction(status=status, message=message, headers=headers, **fields)
 
 

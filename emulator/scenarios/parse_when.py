@@ -85,7 +85,13 @@ def _matcher_mapping(check: Checker, data: YMap, subject: str, known_keys: bool 
     try:
         return TextMatcher.build(kind, values, ignore_case)
     except RegexError as error:
-        return check.error(data.at(kind), f"invalid regex {values[0]!r} in {subject}: {error}")
+        return check.error(data.at(kind), regex_problem(values[0], subject, error))
+
+
+def regex_problem(pattern: str, subject: str, error: RegexError) -> str:
+    """What RE2 says of the pattern, and the pattern as written (not Python's repr, which doubles every
+    backslash)."""
+    return f"invalid regex in {subject}: {error}; the pattern: {pattern}"
 
 
 def value_test(check: Checker, value: Any, pos: Pos, subject: str) -> Any:

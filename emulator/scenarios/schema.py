@@ -16,7 +16,18 @@ from emulator.timing import CHUNK_UNITS, JITTER_KINDS, JITTER_PARAMS, TIMING_KEY
 KEYS: dict[str, tuple[str, ...]] = {
     "scenario": ("name", "description", "models", "settings", "rules"),
     "model": ("id", "serves", "reasoning", "owned_by"),
-    "settings": ("fallback", "locale", "sentences", "timing", "faults", "rate_limits", "profile", "api_keys"),
+    "settings": (
+        "fallback",
+        "locale",
+        "sentences",
+        "generate",
+        "timing",
+        "faults",
+        "rate_limits",
+        "profile",
+        "api_keys",
+    ),
+    "generate": ("tool_calls",),
     "rule": ("name", "when", "reply", "fail", "sequence", "then", "fault", "timing"),
     "when": (
         "model",
@@ -59,6 +70,8 @@ ACTIONS = (*ANSWERS, "fault")  # … or only a fault (its reply is then generate
 
 # Allowed words per enumerated value.
 FALLBACKS = ("generate", "error")
+GENERATED_TOOL_CALLS = ("forced", "auto")  # settings.generate.tool_calls: only when the request forces one, or also
+# the tools the user's words mention under tool_choice auto
 ENDPOINTS = ("chat", "responses", "messages")
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 THEN_MODES = ("repeat_last", "cycle")
@@ -83,6 +96,7 @@ class ScenarioSettings:
     fallback: str | None = None
     locale: str | None = None
     sentences: tuple[int, int] | None = None
+    tool_calls: str | None = None  # settings.generate.tool_calls: when a generated reply calls tools
     timing: TimingSpec | None = None
     faults: tuple[FaultRule, ...] = ()  # background faults: every scenario's apply
     rate_limits: RateLimits | None = None

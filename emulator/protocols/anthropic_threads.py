@@ -1,0 +1,118 @@
+"""Server-held conversations of the Messages API (threads): `thread: {type: create}` and `{type: continue}`.
+
+A request with `thread: {"type": "create"}` asks the server to keep the conversation under the reply's `id`;
+a later one with `{"type": "continue", "previous_message_id": id}` sends only the new turn's messages, and the
+server puts the kept ones (and the kept `system` and `tools`) in front of them. The Anthropic SDKs' tool runners
+work this way by default.
+
+Each kept reply holds the whole conversation that led to it, its own answer included, so scenario rules see every
+turn and a thread still continues after older replies were evicted. It is kept when the reply is decided, before
+the first byte is sent: a client that drops the stream can still continue from it. Each reply is continued at most
+once (`thread_already_continued`), as the API allows. The store is bounded (least recently used out first) and
+scoped by test id: a test never continues another test's thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from emulator.errors import ApiError
+from emulator.protocols import anthropic_messages_models as m
+
+DEFAULT_LIMIT = 10_000
+CREATE_ONLY_FIELDS = ("system", "tools")  # a `continue` takes these from the thread
+
+
+@dataclass(frozen=True)
+class KeptReply:
+    """One reply of a thread: the conversation up to and including it, and what the thread was created with."""
+
+    id: str
+    messages: tuple[Any, ...]  # validated messages (InputMessage / SystemMessage), the reply last
+    system: Any
+    tools: Any
+    test_id: str = ""
+    continued: bool = field(default=False, compare=False)
+
+
+def thread_error(status: int, message: str, error_code: str) -> ApiError:
+    """The API's thread errors carry `error.details.error_code`, which the SDKs branch on (a lost thread is
+    replayed under a new one)."""
+    return ApiError(status, message, code=error_code, param="thread.previous_message_id")
+
+
+class ThreadStore:
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        self._limit = limit
+        self._kept: OrderedDict[str, KeptReply] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def continued_request(self, request: m.MessagesRequest, test_id: str) -> tuple[m.MessagesRequest, int]:
+        """The request as the model sees it: the kept conversation, then the new messages, with the thread's
+        `system` and `tools`; and how many messages came from the thread."""
+        thread = request.thread
+        assert isinstance(thread, m.ThreadContinue)
+        previous = self.get(thread.previous_message_id, test_id)
+        if previous is None:
+            raise thread_error(
+                404,
+                f"thread.previous_message_id: no thread state found for '{thread.previous_message_id}'. Replay the "
+                'full conversation with `thread: {"type": "create"}` to start a new thread.',
+                "thread_not_found",
+            )
+        if previous.continued:
+            raise thread_error(
+                400,
+                f"thread.previous_message_id: '{previous.id}' has already been continued, and each response can be "
+                "continued only once. Continue from the thread's most recent response `id`.",
+                "thread_already_continued",
+            )
+        stored = {"system": previous.system, "tools": previous.tools}
+        changed = [
+            name
+            for name in CREATE_ONLY_FIELDS
+            if name in request.model_fields_set and getattr(request, name) != stored[name]
+        ]
+        if changed:
+            names = " and ".join(f"`{name}`" for name in changed)
+            raise thread_error(
+                400,
+                f"{names} must stay the same across a thread's turns: leave {'them' if len(changed) > 1 else 'it'} "
+                "out of a `continue` request (the thread keeps them), or replay the full conversation with `thread: "
+                '{"type": "create"}` to change them.',
+                "thread_fingerprint_mismatch",
+            )
+        whole = request.model_copy(update={"messages": [*previous.messages, *request.messages], **stored})
+        return whole, len(previous.messages)
+
+    def keep(self, reply: KeptReply, continues: str | None) -> None:
+        """Keep `reply`; the reply it continues (if any) may not be continued again."""
+        with self._lock:
+            if continues is not None and continues in self._kept:
+                self._kept[continues] = replace(self._kept[continues], continued=True)
+            self._kept[reply.id] = reply
+            self._kept.move_to_end(reply.id)
+            while len(self._kept) > self._limit:
+                self._kept.popitem(last=False)
+
+    def get(self, message_id: str, test_id: str) -> KeptReply | None:
+        with self._lock:
+            kept = self._kept.get(message_id)
+            if kept is None or kept.test_id != test_id:
+                return None
+            self._kept.move_to_end(message_id)
+            return kept
+
+    def clear(self, test_id: str | None = None) -> None:
+        with self._lock:
+            if test_id is None:
+                self._kept.clear()
+                return
+            for key in [k for k, kept in self._kept.items() if kept.test_id == test_id]:
+                del self._kept[key]
+
+    def __len__(self) -> int:
+        return len(self._kept)
