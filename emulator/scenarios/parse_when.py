@@ -23,7 +23,7 @@ from emulator.scenarios.matchers import (
     ToolsOffered,
 )
 from emulator.scenarios.problems import Pos
-from emulator.scenarios.regexes import RegexError
+from emulator.scenarios.regexes import RE2_HINT, RegexError
 from emulator.scenarios.schema import ENDPOINTS, KEYS, PRESENCE, TEXT_KINDS
 from emulator.scenarios.textmatch import TextMatcher, ValueTest, segment_problem
 from emulator.scenarios.yamlpos import YList, YMap, to_plain
@@ -89,9 +89,13 @@ def _matcher_mapping(check: Checker, data: YMap, subject: str, known_keys: bool 
 
 
 def regex_problem(pattern: str, subject: str, error: RegexError) -> str:
-    """What RE2 says of the pattern, and the pattern as written (not Python's repr, which doubles every
-    backslash)."""
-    return f"invalid regex in {subject}: {error}; the pattern: {pattern}"
+    """The pattern as written (not Python's repr, which doubles every backslash) with a caret under the
+    part RE2 objects to."""
+    if error.position is None or "\n" in pattern:
+        return f"invalid regex in {subject}: {error}: {pattern}"
+    caret = " " * error.position + "^"
+    where = f"{error.reason} at position {error.position} ({RE2_HINT})"
+    return f"invalid regex in {subject}: {where}\n    {pattern}\n    {caret}"
 
 
 def value_test(check: Checker, value: Any, pos: Pos, subject: str) -> Any:

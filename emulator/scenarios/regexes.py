@@ -24,8 +24,19 @@ import re2
 _OPTIONS: dict[bool, Any] = {}
 
 
+RE2_HINT = "scenario regexes are RE2: no lookarounds or backreferences"
+
+
 class RegexError(ValueError):
-    """A pattern RE2 does not accept; the message says what and where to read about the syntax."""
+    """A pattern RE2 does not accept: `reason` (RE2's words), `position` (where in the pattern the part RE2
+    quotes starts; None if it quotes none)."""
+
+    def __init__(self, pattern: str, said: str) -> None:
+        reason, _, fragment = said.partition(": ")
+        found = pattern.find(fragment) if fragment else -1
+        self.reason = reason
+        self.position = found if found >= 0 else None
+        super().__init__(f"{reason} ({RE2_HINT})")
 
 
 class MatchTimeout(Exception):
@@ -101,12 +112,10 @@ class Regex:
             # RE2's own Match, without the wrapper's work on group offsets (a third of the cost), when it is there
             self._match = getattr(self._compiled, "_regexp", None)
         except re2.error as error:
-            reason = (
-                error.args[0].decode("utf-8", "replace")
-                if error.args and isinstance(error.args[0], bytes)
-                else str(error)
-            )
-            raise RegexError(f"{reason} (scenario regexes are RE2: no lookarounds or backreferences)") from None
+            said = error.args[0] if error.args else b""
+            raise RegexError(
+                pattern, said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+            ) from None
 
     def search(self, text: str) -> Any:
         clock = _clock.get()
