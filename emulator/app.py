@@ -27,6 +27,7 @@ from emulator.journal import CONTROL_PREFIX, Entry, Journal, current_entry, elap
 from emulator.profiles import DECLARE_HINT, DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
 from emulator.protocols import anthropic_catalog
 from emulator.protocols.anthropic_messages import MessagesAdapter
+from emulator.protocols.anthropic_threads import ThreadStore
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
@@ -184,8 +185,10 @@ def error_body_for(runtime: Runtime) -> Callable[[str, int, str], bytes]:
 
 
 def default_adapters(settings: Settings | None = None) -> list[Adapter]:
-    store = ResponseStore(max_bytes=settings.store_bytes) if settings is not None else ResponseStore()
-    return [ChatAdapter(), ResponsesAdapter(store), MessagesAdapter()]
+    if settings is None:
+        return [ChatAdapter(), ResponsesAdapter(), MessagesAdapter()]
+    responses, threads = ResponseStore(max_bytes=settings.store_bytes), ThreadStore(max_bytes=settings.store_bytes)
+    return [ChatAdapter(), ResponsesAdapter(responses), MessagesAdapter(threads)]
 
 
 def catalog_for(engine: Engine) -> Catalog:

@@ -162,3 +162,25 @@ def test_continuing_a_chain_reads_only_the_new_turn():
     assert (
         len(http.get(f"/v1/responses/{previous}/input_items", params={"limit": 100}, headers=KEY).json()["data"]) == 100
     )
+
+
+def test_a_messages_thread_is_stored_once_too():
+    """Anthropic threads (emulator/protocols/anthropic_threads.py) keep their turns in the same kind of chain."""
+    from emulator.protocols import anthropic_messages_models as m
+    from emulator.protocols.anthropic_threads import KeptReply, ThreadStore
+
+    def thread(turns: int) -> ThreadStore:
+        store, conversation, previous = ThreadStore(), (), None
+        for n in range(turns):
+            asked = m.InputMessage(role="user", content=f"{TURN} {n}")
+            answered = m.InputMessage(role="assistant", content="next")
+            conversation = (*conversation, asked, answered)  # what the adapter keeps: the whole conversation
+            store.keep(KeptReply(f"msg_{n}", conversation, None, None), previous)
+            previous = f"msg_{n}"
+        return store
+
+    short, long = thread(100), thread(400)
+    assert 3.6 < long.bytes / short.bytes < 4.4  # four times the turns, four times the bytes (not sixteen)
+    kept = long.get("msg_399", "")
+    assert len(kept.messages) == 800 and kept.messages[0].content.endswith(" 0")
+    assert long.get("msg_398", "").continued and not kept.continued
