@@ -197,3 +197,20 @@ class ChainStore(Generic[V]):
                 if item_id is not None and self._items.get(item_id, (None,))[0] is link:
                     del self._items[item_id]
             link = link.parent
+
+
+class ChainedStore(Generic[V]):
+    """What a protocol's store of conversations shares (stored responses, threads): a ChainStore underneath."""
+
+    def __init__(self, limit: int, max_bytes: int, item_id: Callable[[Item], Any] = lambda item: item.get("id")):
+        self._chains: ChainStore[V] = ChainStore(limit, max_bytes, item_id)
+
+    def clear(self, test_id: str | None = None) -> None:
+        self._chains.clear(test_id)
+
+    @property
+    def bytes(self) -> int:
+        return self._chains.bytes
+
+    def __len__(self) -> int:
+        return len(self._chains)

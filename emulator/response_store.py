@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainStore, Item, Link
+from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore, Item, Link
 
 DEFAULT_LIMIT = DEFAULT_LINKS
 Kept = tuple[Mapping[str, Any], int]  # the Response object, and how many of the link's items are its new input
@@ -55,9 +55,9 @@ class StoredResponse:
         return tuple(self.link.conversation())
 
 
-class ResponseStore:
+class ResponseStore(ChainedStore[Kept]):
     def __init__(self, limit: int = DEFAULT_LIMIT, max_bytes: int = DEFAULT_BYTES) -> None:
-        self._chains: ChainStore[Kept] = ChainStore(limit, max_bytes)
+        super().__init__(limit, max_bytes)
 
     def put(
         self,
@@ -87,13 +87,3 @@ class ResponseStore:
     def find_item(self, item_id: str) -> Item | None:
         """An input or output item of a stored response, the newest with that id (for `item_reference` inputs)."""
         return self._chains.find_item(item_id)
-
-    def clear(self, test_id: str | None = None) -> None:
-        self._chains.clear(test_id)
-
-    @property
-    def bytes(self) -> int:
-        return self._chains.bytes
-
-    def __len__(self) -> int:
-        return len(self._chains)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainStore
+from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore
 from emulator.errors import ApiError
 from emulator.protocols import anthropic_messages_models as m
 
@@ -54,9 +54,9 @@ class _Turn:
     continued: bool = False
 
 
-class ThreadStore:
+class ThreadStore(ChainedStore[_Turn]):
     def __init__(self, limit: int = DEFAULT_LIMIT, max_bytes: int = DEFAULT_BYTES) -> None:
-        self._chains: ChainStore[_Turn] = ChainStore(limit, max_bytes, item_id=lambda message: None)
+        super().__init__(limit, max_bytes, item_id=lambda message: None)  # messages have no ids to look up
 
     def continued_request(self, request: m.MessagesRequest, test_id: str) -> tuple[m.MessagesRequest, int]:
         """The request as the model sees it: the kept conversation, then the new messages, with the thread's
@@ -111,13 +111,3 @@ class ThreadStore:
             return None
         turn = link.value
         return KeptReply(link.key, tuple(link.conversation()), turn.system, turn.tools, link.test_id, turn.continued)
-
-    def clear(self, test_id: str | None = None) -> None:
-        self._chains.clear(test_id)
-
-    @property
-    def bytes(self) -> int:
-        return self._chains.bytes
-
-    def __len__(self) -> int:
-        return len(self._chains)
