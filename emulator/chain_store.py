@@ -12,6 +12,10 @@ its older turns went; it goes when the last turn that needs it goes. A conversat
 budget is not kept: continuing it is answered as for an expired one.
 
 Items carry ids (`msg_…`, `fc_…`): `find_item` finds the newest kept item with an id without scanning anything.
+
+A store may keep each turn's items in a stored form of its own (`decode` reads it back), such as the JSON text
+the stored responses keep: text is what it weighs, and the interpreter's collector never has to walk it — a
+store full of parsed items is hundreds of thousands of objects, and every full collection visits each of them.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Link(Generic[V]):
         "key",
         "parent",
         "items",
+        "_decode",
         "value",
         "test_id",
         "size",
@@ -54,10 +59,21 @@ class Link(Generic[V]):
         "_kept",
     )
 
-    def __init__(self, key: str, parent: Link[V] | None, items: tuple[Item, ...], value: V, test_id: str, size: int):
+    def __init__(
+        self,
+        key: str,
+        parent: Link[V] | None,
+        items: Any,
+        count: int,
+        value: V,
+        test_id: str,
+        size: int,
+        decode: Callable[[Any], Sequence[Item]] | None = None,
+    ) -> None:
         self.key = key
         self.parent = parent
-        self.length = len(items) + (parent.length if parent is not None else 0)  # items in the whole conversation
+        self._decode = decode  # `items` are in the store's own form: this reads them back
+        self.length = count + (parent.length if parent is not None else 0)  # items in the whole conversation
         self.derived: Any = None  # what a protocol worked out from the conversation (see ChainStore.derive)
         self._derived_size = 0
         self.items = items
@@ -77,9 +93,13 @@ class Link(Generic[V]):
         links.reverse()
         return links
 
+    def own_items(self) -> Sequence[Item]:
+        """The items this turn added."""
+        return self.items if self._decode is None else self._decode(self.items)
+
     def conversation(self) -> list[Item]:
         """Every item of the chain up to and including this turn's, in order."""
-        return [item for link in self.chain() for item in link.items]
+        return [item for link in self.chain() for item in link.own_items()]
 
 
 class ChainStore(Generic[V]):
@@ -88,20 +108,36 @@ class ChainStore(Generic[V]):
         max_links: int = DEFAULT_LINKS,
         max_bytes: int = DEFAULT_BYTES,
         item_id: Callable[[Item], Any] = lambda item: item.get("id"),
+        decode: Callable[[Any], Sequence[Item]] | None = None,
     ) -> None:
         self.max_links = max_links
         self.max_bytes = max_bytes
         self._item_id = item_id
+        self._decode = decode  # items kept in a form of the store's own (`put`'s `stored`): this reads them back
         self._keyed: OrderedDict[str, Link[V]] = OrderedDict()
-        self._items: dict[Any, tuple[Link[V], Item]] = {}  # item id → (the newest kept link holding it, the item)
+        self._items: dict[Any, Link[V]] = {}  # item id → the newest kept link holding it
         self._bytes = 0
         self._lock = threading.RLock()
 
     def put(
-        self, key: str, items: Sequence[Item], value: V, *, parent: Link[V] | None = None, test_id: str = ""
+        self,
+        key: str,
+        items: Sequence[Item],
+        value: V,
+        *,
+        parent: Link[V] | None = None,
+        test_id: str = "",
+        stored: Any = None,
+        size: int | None = None,
     ) -> Link[V]:
-        """Keep a turn under `key` (a key already kept is replaced); it continues `parent`, a link of this store."""
-        link = Link(key, parent, tuple(items), value, test_id, LINK_BYTES + estimated_bytes(items, value))
+        """Keep a turn under `key` (a key already kept is replaced); it continues `parent`, a link of this store.
+
+        `stored`: the items in the store's own form (read back by its `decode`), kept instead of them; `size`: what
+        the items and the value weigh, when the caller knows it better than an estimate."""
+        kept_items: Any = stored if stored is not None else tuple(items)
+        weight = size if size is not None else estimated_bytes(items, value)
+        decode = self._decode if stored is not None else None
+        link = Link(key, parent, kept_items, len(items), value, test_id, LINK_BYTES + weight, decode)
         with self._lock:
             if parent is not None and not parent._kept:  # its chain went meanwhile: nothing left to continue
                 link.parent = parent = None
@@ -112,10 +148,10 @@ class ChainStore(Generic[V]):
             link._refs = 1
             self._keyed[key] = link
             self._bytes += link.size
-            for item in link.items:
+            for item in items:
                 item_id = self._item_id(item)
                 if item_id is not None:
-                    self._items[item_id] = (link, item)
+                    self._items[item_id] = link
             self._evict()
         return link
 
@@ -151,8 +187,10 @@ class ChainStore(Generic[V]):
     def find_item(self, item_id: Any) -> Item | None:
         """The newest kept item with this id, of any turn."""
         with self._lock:
-            found = self._items.get(item_id)
-            return None if found is None else found[1]
+            link = self._items.get(item_id)
+        if link is None:
+            return None
+        return next((item for item in link.own_items() if self._item_id(item) == item_id), None)
 
     def clear(self, test_id: str | None = None) -> None:
         with self._lock:
@@ -192,9 +230,9 @@ class ChainStore(Generic[V]):
             link._kept = False
             link.derived = None
             self._bytes -= link.size
-            for item in link.items:
+            for item in link.own_items():
                 item_id = self._item_id(item)
-                if item_id is not None and self._items.get(item_id, (None,))[0] is link:
+                if item_id is not None and self._items.get(item_id) is link:
                     del self._items[item_id]
             link = link.parent
 
@@ -202,8 +240,14 @@ class ChainStore(Generic[V]):
 class ChainedStore(Generic[V]):
     """What a protocol's store of conversations shares (stored responses, threads): a ChainStore underneath."""
 
-    def __init__(self, limit: int, max_bytes: int, item_id: Callable[[Item], Any] = lambda item: item.get("id")):
-        self._chains: ChainStore[V] = ChainStore(limit, max_bytes, item_id)
+    def __init__(
+        self,
+        limit: int,
+        max_bytes: int,
+        item_id: Callable[[Item], Any] = lambda item: item.get("id"),
+        decode: Callable[[Any], Sequence[Item]] | None = None,
+    ) -> None:
+        self._chains: ChainStore[V] = ChainStore(limit, max_bytes, item_id, decode)
 
     def clear(self, test_id: str | None = None) -> None:
         self._chains.clear(test_id)

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from emulator.errors import ApiError
 from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
-from emulator.http import bearer_key, json_response
+from emulator.http import bearer_key, json_response, json_text_response
 from emulator.ids import uuid4_hex
 from emulator.journal import TEST_ID_HEADER
 from emulator.profiles import Catalog, Profile
@@ -744,7 +744,7 @@ class ResponsesAdapter(Adapter):
         return stored
 
     async def _retrieve(self, request: Request) -> Response:
-        return json_response(self._stored(request).body)
+        return json_text_response(self._stored(request).text.decode())
 
     async def _delete(self, request: Request) -> Response:
         stored = self._stored(request)
