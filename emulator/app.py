@@ -338,8 +338,13 @@ class Call:
         try:
             if self.large:
                 raise MoveOffLoop
-            with matching(budget, ON_LOOP_S):
-                outcome, decision = self.decide()
+            engine = runtime.engine
+            if getattr(engine, "matches_with_regex", True):
+                with matching(budget, ON_LOOP_S):
+                    outcome = engine.respond(exchange)
+            else:  # nothing to time: without a regex, matching a request that is not large is short
+                outcome = engine.respond(exchange)
+            decision = decision_of(outcome)
         except MoveOffLoop:  # long texts, or slow matching: the whole of it again, where it stalls no one
             outcome, decision, shaped = await asyncio.to_thread(self.decide_within, budget)
         if entry is not None:

@@ -41,6 +41,7 @@ DEFAULT_BODY_BYTES = 64 * 1024
 DEFAULT_HEADER_BYTES = 4 * 1024
 ENTRY_BYTES = 1_000  # what an entry costs besides its headers and body: the object, its fields, response headers
 CHUNK_TIME_BYTES = 32  # one float in chunk_times_ms
+HEADER_NAME_BYTES = 16  # a header name (a string shared by every entry) and its place in the dict
 
 
 def masked_value(name: str, value: str) -> str:
@@ -299,33 +300,39 @@ class Journal:
         kept = dict(headers)
         for name in SECRET_HEADERS.intersection(kept):
             kept[name] = masked_value(name, kept[name])
-        size = sum(map(len, kept)) + sum(map(len, kept.values()))
-        if size > self.header_bytes and max(map(len, kept.values())) > self.header_bytes:
+        size = sum(map(len, kept.values()))
+        if size > self.header_bytes:  # a value may be longer than an entry keeps
             kept = {n: v if len(v) <= self.header_bytes else cut_text(v, self.header_bytes) for n, v in kept.items()}
-            size = sum(map(len, kept)) + sum(map(len, kept.values()))
-        return kept, size
+            size = sum(map(len, kept.values()))
+        return kept, size + HEADER_NAME_BYTES * len(kept)
 
     def keep_body(self, entry: Entry, raw: bytes | bytearray, parsed: Any = None, is_json: bool = False) -> None:
         """Keep what the request sent: within the body bound the bytes themselves, beyond it a bounded copy of
-        the parsed body (`is_json`), or the start of its text."""
+        the parsed body (`is_json`), or the start of its text. Counted when the entry is settled."""
         entry.body_bytes = len(raw)
         if len(raw) <= self.body_bytes:
-            entry.body = raw
-            self.grow(entry, len(raw))
-            return
-        if is_json:
-            entry.body = bounded_copy(parsed, self.body_bytes)
+            entry._body = raw  # type: ignore[attr-defined]
+        elif is_json:
+            entry._body = bounded_copy(parsed, self.body_bytes)  # type: ignore[attr-defined]
         else:
-            entry.body = cut_text(bytes(raw[: self.body_bytes]).decode("utf-8", "replace"), self.body_bytes)
-        self.grow(entry, self.body_bytes * 2)  # a bounded copy's objects weigh about twice its JSON
+            text = bytes(raw[: self.body_bytes]).decode("utf-8", "replace")
+            entry._body = cut_text(text, self.body_bytes)  # type: ignore[attr-defined]
 
     def settle(self, entry: Entry) -> None:
-        """Count what the answer added to an entry (chunk times, an error body, misses), once it is over."""
-        extra = CHUNK_TIME_BYTES * len(entry.chunk_times_ms)
+        """Count what the request and its answer added to an entry (the body, chunk times, an error body,
+        misses), once it is over."""
+        body = entry.body_bytes
+        extra = 0 if body is None else body if body <= self.body_bytes else 2 * self.body_bytes  # a bounded copy's
+        # objects weigh about twice its JSON
+        extra += CHUNK_TIME_BYTES * len(entry.chunk_times_ms)
         if entry.error is not None or entry.misses:
             extra += len(str(entry.error)) + len(str(entry.misses))
-        if extra:
-            self.grow(entry, extra)
+        if extra and entry.size is not None:
+            with self._lock:
+                entry.size += extra
+                self._bytes += extra
+                if self._bytes > self.max_bytes:
+                    self._evict()
 
     def grow(self, entry: Entry, extra: int) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ class ScopedEngine(Engine):
         super().replace(scenarios)
         for scope in list(self._overlays):
             self._rebuild(scope)
+        self._note_regexes()
 
     # ------------------------------------------------------------ one test's own
 
@@ -72,6 +73,7 @@ class ScopedEngine(Engine):
         else:
             self._overlays.pop(scope, None)
             self._overlay_engines.pop(scope, None)
+        self._note_regexes()
 
     def fail_next(self, scope: str, failures: Sequence[Failure]) -> None:
         self.touch(scope)
@@ -87,6 +89,7 @@ class ScopedEngine(Engine):
                 table.clear()
             else:
                 table.pop(scope, None)
+        self._note_regexes()
 
     def touch(self, scope: str) -> None:
         """Note that a test id is in use; forget the ids idle past the ttl, or past `max_scopes` ids."""
@@ -124,6 +127,10 @@ class ScopedEngine(Engine):
         )
         engine.state = self.state  # counters stay keyed by (scope, rule), shared with the plain engine
         self._overlay_engines[scope] = engine
+
+    def _note_regexes(self) -> None:
+        """Whether some rule (shared or a test's own) holds a regex: then matching runs on a clock."""
+        self.matches_with_regex = self.uses_regex or any(e.uses_regex for e in self._overlay_engines.values())
 
     def _for(self, exchange: Exchange) -> Engine | None:
         if not self._overlay_engines:

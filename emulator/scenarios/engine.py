@@ -7,7 +7,7 @@ import heapq
 import threading
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,7 @@ from emulator.exchange import Exchange, Failure, Reply
 from emulator.scenarios.actions import Decision, Run
 from emulator.scenarios.index import RuleIndex
 from emulator.scenarios.matchers import AllOf, Condition, TextIs
-from emulator.scenarios.regexes import MatchTimeout, check_slice
+from emulator.scenarios.regexes import MatchTimeout, Regex, check_slice
 from emulator.scenarios.schema import DEFAULT_SENTENCES, FALLBACKS, DeclaredModel, Rule, Scenario, ScenarioSettings
 from emulator.scenarios.templates import RenderTooLarge
 
@@ -144,6 +144,7 @@ class Engine:
         self._index = RuleIndex(
             [((rule, settings, _may_capture(rule.when)), rule.when) for rule, settings in self._rules]
         )
+        self.uses_regex = any(_has_regex(rule.when) for rule, _ in self._rules)  # else matching needs no clock
         self.state.reset()
 
     @property
@@ -304,6 +305,17 @@ def _closeness(exchange: Exchange, conditions: tuple[Condition, ...]) -> float:
 
 def _ends(text: str) -> str:
     return text if len(text) <= 2 * COMPARED_CHARS else text[:COMPARED_CHARS] + text[-COMPARED_CHARS:]
+
+
+def _has_regex(value: object) -> bool:
+    """Whether a condition holds a regex anywhere (a text matcher of its own, or of a child, a field test, …)."""
+    if isinstance(value, Regex):
+        return True
+    if isinstance(value, tuple | list):
+        return any(_has_regex(item) for item in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return any(_has_regex(getattr(value, f.name)) for f in fields(value))
+    return False
 
 
 def _may_capture(condition: Condition) -> bool:
