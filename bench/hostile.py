@@ -1,6 +1,6 @@
 """Every attack of issue 11 against one running emulator, while an innocent client keeps asking.
 
-    python bench/hostile.py                 # about 4 minutes; --json FILE keeps the figures, --only a,b runs some
+    python bench/hostile.py                 # about 9 minutes; --json FILE keeps the figures, --only a,b runs some
     python bench/hostile.py --list          # the attacks, in order
 
 Starts `tokenhub-emulator serve` as a user would (default limits, a descriptor limit of 256 so that the
