@@ -237,7 +237,8 @@ class CliServer:
     def control(self, method: str, path: str, **params: Any) -> Any:
         import httpx
 
-        response = httpx.request(method, self.url + "/_emulator" + path, params=params, timeout=30)
+        headers = {"content-type": "application/json"}  # a POST the control API takes (not one a web page could send)
+        response = httpx.request(method, self.url + "/_emulator" + path, params=params, headers=headers, timeout=30)
         response.raise_for_status()
         return response.json()
 

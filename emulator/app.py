@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -13,32 +14,42 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Scope
 
-from emulator import control, fault_control
+from emulator import control, fault_control, json_steps
 from emulator.config import Settings
 from emulator.errors import ApiError
-from emulator.exchange import Exchange, Failure
+from emulator.exchange import Exchange, Failure, Reply
 from emulator.fault_effects import break_stream, error_failure, event_failure, transport_fault
 from emulator.faults import FaultBook, FaultRule, Who
 from emulator.front import Endpoint, Front
 from emulator.generate import Generator
-from emulator.http import bearer_key, json_response, json_text_response, read_json
+from emulator.http import bearer_key, dumps, json_response, json_text_response, read_json
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, current_entry, elapsed_ms
 from emulator.profiles import DECLARE_HINT, DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
 from emulator.protocols import anthropic_catalog
 from emulator.protocols.anthropic_messages import MessagesAdapter
+from emulator.protocols.anthropic_threads import ThreadStore
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
 from emulator.ratelimit import Admission, Limiter
 from emulator.request_log import RequestLog
+from emulator.response_store import ResponseStore
 from emulator.route_hints import hint_for
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
+from emulator.scenarios.actions import Decision
 from emulator.scenarios.engine import decision_of
+from emulator.scenarios.regexes import MoveOffLoop, matching
 from emulator.scoped_engine import ScopedEngine
 from emulator.shaping import Shaped, shape
 from emulator.streaming import SSE_HEADERS, Delivery, encode
+from emulator.test_scope import SCOPE_PREFIX
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
+from emulator.transport import refusal_of
+
+SHUTTING_DOWN = "The server is shutting down; retry the request."
+ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
+OFF_LOOP_BYTES = 256 * 1024  # a request body this large is read and matched in a worker thread
 
 
 @dataclass
@@ -74,11 +85,19 @@ class Runtime:
         merged = merged_settings(scenarios)
         locale = merged.locale
         generator = Generator(seed=settings.seed, locale=locale) if locale else Generator(seed=settings.seed)
-        engine = ScopedEngine(scenarios, generator=generator, fallback=settings.fallback)
+        engine = ScopedEngine(
+            scenarios,
+            generator=generator,
+            fallback=settings.fallback,
+            render_chars=settings.max_rendered_chars,
+            ttl_s=settings.test_state_ttl_s,
+        )
         profile = PROFILES[settings.profile or merged.profile or DEFAULT_PROFILE]
-        runtime = cls(settings, profile, catalog_for(engine), engine, default_adapters())
+        adapters = default_adapters(settings)
+        runtime = cls(settings, profile, catalog_for(engine), engine, adapters, journal_for(settings))
         runtime.faults = FaultBook(seed=settings.seed)
         runtime.scenario_status.from_files = len(scenarios)
+        engine.on_forget = lambda had_overlay: setattr(runtime, "catalog", catalog_for(engine))
         return runtime
 
     @property
@@ -144,8 +163,32 @@ class Runtime:
         return by_protocol.get(protocol or "chat") or by_protocol["chat"]
 
 
-def default_adapters() -> list[Adapter]:
-    return [ChatAdapter(), ResponsesAdapter(), MessagesAdapter()]
+def journal_for(settings: Settings) -> Journal:
+    return Journal(
+        settings.journal_entries,
+        max_bytes=settings.journal_bytes,
+        body_bytes=settings.journal_body_bytes,
+        header_bytes=settings.journal_header_bytes,
+    )
+
+
+def error_body_for(runtime: Runtime) -> Callable[[str, int, str], bytes]:
+    """What the connection layer (emulator/transport.py) answers its own errors with: the path's envelope."""
+
+    def error_body(path: str, status: int, message: str) -> bytes:
+        if path.startswith(SCOPE_PREFIX):  # /_emulator/t/<test id>/v1/…: the path after the test id
+            path = "/" + path[len(SCOPE_PREFIX) :].partition("/")[2]
+        adapter = runtime.adapter_for(path)
+        return dumps(adapter.error_body(Failure(status=status, message=message), runtime.context)).encode()
+
+    return error_body
+
+
+def default_adapters(settings: Settings | None = None) -> list[Adapter]:
+    if settings is None:
+        return [ChatAdapter(), ResponsesAdapter(), MessagesAdapter()]
+    responses, threads = ResponseStore(max_bytes=settings.store_bytes), ThreadStore(max_bytes=settings.store_bytes)
+    return [ChatAdapter(), ResponsesAdapter(responses), MessagesAdapter(threads)]
 
 
 def catalog_for(engine: Engine) -> Catalog:
@@ -203,29 +246,45 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     Returns a Response, or a Delivery on the timing plan.
     """
     context = runtime.context
+    size = 0
+    body: Any = None
+
+    def keep(raw: bytes | bytearray, value: Any, is_json: bool) -> None:
+        nonlocal size
+        size = len(raw)
+        if entry is not None:
+            runtime.journal.keep_body(entry, raw, value, is_json)
+
     try:
         key = adapter.authenticate(request, context)
-        body = await read_json(request, runtime.settings.max_body_bytes)
-        if entry is not None:
-            entry.body = body
-        exchange, options = adapter.parse(body, request, key, context)
+        body = await read_json(request, runtime.settings.max_body_bytes, keep)
+        large = size > OFF_LOOP_BYTES or adapter.long_read(body)
+        if large:  # read, matched and shaped in a worker thread: the Python part of the work stalls no one
+            exchange, options = await asyncio.to_thread(adapter.parse, body, request, key, context)
+        else:
+            exchange, options = adapter.parse(body, request, key, context)
         asked_timing = timing_from_headers(exchange.headers)
         asked_fault = runtime.faults.from_header(exchange.headers)
     except ApiError as exc:
         if entry is not None:
             entry.action = "rejected"
-            note_asked(entry, entry.body)
+            note_asked(entry, body)
+        if size > OFF_LOOP_BYTES and isinstance(body, dict | list):  # millions of objects, maybe: freed in slices
+            json_steps.free_in_slices(body)
         return error_response(runtime, adapter, exc.failure, entry)
-    except ClientDisconnect:  # the client left while sending its body: nothing can be answered
+    except ClientDisconnect:  # the client left while sending its body (or stopped sending it): nothing to answer
+        refusal = refusal_of(request.scope)
         if entry is not None:
-            entry.action, entry.disconnected = "rejected", True
-        return Response(status_code=499)
+            entry.action, entry.disconnected = "rejected", refusal is None
+            if refusal is not None:
+                entry.error = {"message": refusal[1]}
+        return Response(status_code=refusal[0] if refusal is not None else 499)
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
-    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault)
+    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=large)
     limiter = runtime.limiter()
     if limiter is None:
-        return call.answer()
+        return await call.answer()
     prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
     admission = limiter.admit(exchange, prompt, adapter.protocol)
     if admission.refusal is not None:
@@ -233,7 +292,7 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
         return error_response(runtime, adapter, admission.refusal, entry)
     call.limits = (limiter, admission)
     try:
-        response = call.answer()
+        response = await call.answer()
     except BaseException:
         limiter.release(admission)
         raise
@@ -251,6 +310,7 @@ class Call:
     entry: Entry | None
     asked_timing: TimingSpec | None
     asked_fault: FaultRule | None
+    large: bool = False  # a body this large is matched in a worker thread from the start
     limits: tuple[Limiter, Admission] | None = None
 
     @property
@@ -264,7 +324,7 @@ class Call:
                 self.entry.fault = fault
                 self.runtime.faults.record(self.entry.id, fault)
 
-    def answer(self) -> ASGIApp:
+    async def answer(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
         faults, background = runtime.faults, runtime.engine.settings.faults
         fault = who = None
@@ -273,11 +333,25 @@ class Call:
             fault = faults.before_reply(self.asked_fault, who, background)
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
-        outcome = runtime.engine.respond(exchange)
-        decision = decision_of(outcome)
+        budget = runtime.settings.match_budget_ms / 1000
+        shaped: Shaped | None = None
+        try:
+            if self.large:
+                raise MoveOffLoop
+            engine = runtime.engine
+            if getattr(engine, "matches_with_regex", True):
+                with matching(budget, ON_LOOP_S):
+                    outcome = engine.respond(exchange)
+            else:  # nothing to time: without a regex, matching a request that is not large is short
+                outcome = engine.respond(exchange)
+            decision = decision_of(outcome)
+        except MoveOffLoop:  # long texts, or slow matching: the whole of it again, where it stalls no one
+            outcome, decision, shaped = await asyncio.to_thread(self.decide_within, budget)
         if entry is not None:
             entry.rule = outcome.rule
             entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
+            if decision.misses:
+                entry.misses = [asdict(miss) for miss in decision.misses]
         if fault is None and decision.fault is not None:
             fault = faults.pick([decision.fault], who or Who.of(exchange))
             if fault is not None and not fault.fault.spec.needs_reply:
@@ -288,7 +362,8 @@ class Call:
             self.note("fault", fault.fault.label)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
         plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
-        shaped = shape(outcome, exchange)
+        if shaped is None:
+            shaped = shape(outcome, exchange)
         if plan.chunk is not None:
             shaped.chunker = plan.chunk.split
         headers = self.headers
@@ -298,6 +373,17 @@ class Call:
         if exchange.stream:
             return self.stream_response(shaped, plan, headers, fault)
         return self.json_response(shaped, plan, headers, fault)
+
+    def decide(self) -> tuple[Reply | Failure, Decision]:
+        outcome = self.runtime.engine.respond(self.exchange)
+        return outcome, decision_of(outcome)
+
+    def decide_within(self, budget: float) -> tuple[Reply | Failure, Decision, Shaped | None]:
+        """`decide` in a worker thread, with the whole matching budget; a reply shaped there too (its token
+        counts are the other long part)."""
+        with matching(budget):
+            outcome, decision = self.decide()
+        return outcome, decision, shape(outcome, self.exchange) if isinstance(outcome, Reply) else None
 
     def stream_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
         adapter, context = self.adapter, self.runtime.context
@@ -347,8 +433,6 @@ class Call:
 
     def failure_response(self, failure: Failure, latency: FaultRule | None) -> ASGIApp:
         runtime, entry = self.runtime, self.entry
-        if failure.rule is None and entry is not None and entry.action == "fail":  # the error fallback: why each missed
-            entry.misses = [asdict(miss) for miss in runtime.engine.explain(self.exchange)[:3]]
         if latency is not None:
             self.note("fault", latency.fault.label)
         if self.headers:
@@ -363,7 +447,8 @@ class Call:
         if rule.fault.kind == "error":
             failure = error_failure(rule.fault, self.adapter.protocol, self.headers)
             return error_response(self.runtime, self.adapter, failure, self.entry)
-        return transport_fault(rule.fault, self.on_stream_done)
+        stopping = Failure(status=503, message=SHUTTING_DOWN)
+        return transport_fault(rule.fault, self.on_stream_done, error_response(self.runtime, self.adapter, stopping))
 
 
 def _latency_s(fault: FaultRule | None) -> float:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulator import __version__, cli_faults, record
+from emulator import __version__, cli_faults, cli_limits, record
 from emulator.cli_options import (
     PORT,
     FlagError,
@@ -82,6 +82,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         shown_default="none: every answer is generated",
         help=f"scenario file or folder; repeat for more (the variable: paths separated by '{os.pathsep}')",
     )
+    option(
+        serve,
+        "--scenario-root",
+        action="append",
+        check=_path,
+        separator=os.pathsep,
+        metavar="DIR",
+        shown_default="the --scenario folders",
+        help="a folder the control API may load scenario paths from; repeat for more "
+        f"(the variable: paths separated by '{os.pathsep}')",
+    )
     option(serve, "--seed", default=0, check=integer(0, 2**63 - 1), metavar="N", help="seed for generated replies")
     add_log_flags(serve)
     option(
@@ -134,6 +145,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="reload scenario files when they change; a file with errors keeps the previous version serving",
     )
     cli_faults.add_serve_flags(serve)
+    cli_limits.add_serve_flags(serve)
 
     validate = commands.add_parser(
         "validate",
@@ -182,6 +194,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         watch=bool(args.watch),
         timing=cli_faults.timing_from_args(args),
         rate_limits=cli_faults.rate_limits_from_args(args),
+        scenario_roots=list(args.scenario_root) if args.scenario_root else None,
+        **cli_limits.limits_from_args(args),
     )
 
 
@@ -198,14 +212,12 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(settings: Settings) -> int:
     import logging.config
 
-    import uvicorn
-
-    from emulator.app import Runtime, build_app
+    from emulator.app import Runtime, build_app, error_body_for
     from emulator.banner import banner_lines, log_start
     from emulator.request_log import logging_config
     from emulator.scenarios import ScenarioError
+    from emulator.server import GracefulServer, server_config
     from emulator.streaming import steady_gc
-    from emulator.transport import http_protocol
 
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
@@ -225,20 +237,14 @@ def serve(settings: Settings) -> int:
     url = f"http://{shown_host}:{port}"
     app = build_app(settings, runtime)
     steady_gc()  # no collector pauses in the middle of timed streams
-    config = uvicorn.Config(
-        app,
-        log_config=log_config,
-        log_level=settings.log_level,
-        access_log=False,  # the request log (emulator/request_log.py) writes one line per request instead
-        http=http_protocol(),  # gives faults the connection (reset, empty reply, truncated body)
-        timeout_graceful_shutdown=5,  # a hanging or stalled stream must not hold up Ctrl-C / docker stop
-    )
+    # the request log (emulator/request_log.py) writes one line per request instead of uvicorn's access log
+    config = server_config(app, settings, error_body_for(runtime), log_config=log_config, access_log=False)
     if settings.watch:
         from emulator.watch import WatchingServer
 
-        server = WatchingServer(config, runtime)
+        server: GracefulServer = WatchingServer(config, runtime)
     else:
-        server = uvicorn.Server(config)
+        server = GracefulServer(config)
     print(f"tokenhub-emulator listening on {url}", flush=True)  # the first line: tools read the URL from it
     if settings.log_format == "text" and logging.getLogger("tokenhub_emulator").isEnabledFor(logging.INFO):
         print("\n".join(banner_lines(runtime, url)), flush=True)

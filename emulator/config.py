@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from emulator.timing import TimingSpec
 
 ENV_PREFIX = "TOKENHUB_EMULATOR_"
+KIB = 1024
+MIB = 1024 * KIB
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -32,6 +34,25 @@ class Settings:
     watch: bool = False  # reload changed scenario files while serving
     timing: TimingSpec | None = None  # timing defaults from flags; scenarios, rules and request headers override
     rate_limits: RateLimits | None = None  # rate limits from flags; a scenario's settings.rate_limits replaces them
+    scenario_roots: list[Path] | None = None  # where the control API may load `path` from; None: the folders
+    # of `scenarios` (a folder itself, a file's folder)
+    # Limits (docs/limits.md; each has a serve flag and a TOKENHUB_EMULATOR_* variable, emulator/cli_limits.py)
+    journal_entries: int = 10_000
+    journal_bytes: int = 64 * MIB
+    journal_body_bytes: int = 64 * KIB  # a body larger than this is journaled in part
+    journal_header_bytes: int = 4 * KIB  # a header value longer than this is journaled cut
+    max_header_bytes: int = 64 * KIB  # a request's head (request line and headers) past this: 431
+    control_body_bytes: int = 4 * MIB  # a control API body past this: 413
+    store_bytes: int = 128 * MIB  # bytes each store of conversations (stored responses, threads) keeps, about
+    max_rendered_chars: int = 1 * MIB  # what one reply's templates may render to, in all
+    match_budget_ms: float = 250.0  # the time scenario regexes may take for one request, in all
+    header_timeout_s: float = 60.0  # a request's head must arrive within this
+    body_timeout_s: float = 60.0  # a request body must make progress at least this often
+    keep_alive_s: float = 15.0  # an idle keep-alive connection is closed after this
+    max_connections: int | None = None  # open connections at once; None: what the descriptor limit allows
+    test_state_ttl_s: float = 3600.0  # a test id's own state (scenarios, sequences, queued failures) idle this
+    # long is forgotten
+    shutdown_grace_s: float = 5.0  # how long open answers get to end when the server stops
 
 
 def env_name(setting: str) -> str:

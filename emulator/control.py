@@ -19,6 +19,7 @@ from emulator import __version__, control_journal, control_openapi, control_scen
 from emulator.control_http import (
     ControlError,
     by_method,
+    control_body,
     control_endpoint,
     float_param,
     int_param,
@@ -29,7 +30,10 @@ from emulator.headers import header_problem
 from emulator.http import json_response
 
 STARTED = time.time()
-YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
+YAML_TYPES = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
+)  # text/plain
+# passes check_browser only with an x-emulator-* header
 MAX_FAIL_NEXT = 10_000
 LOAD_KEYS = frozenset({"yaml", "path", "name", "file", "replace"})
 FAIL_NEXT_KEYS = frozenset({"count", "status", "message", "type", "code", "param", "headers"})
@@ -89,7 +93,7 @@ async def load_scenarios(request: Request) -> Response:
     test_id = test_id_of(request)
     options = await _load_request(request)
     if options.get("path"):
-        scenarios = control_scenarios.load_path(str(options["path"]))
+        scenarios = control_scenarios.load_path(runtime, str(options["path"]))
     else:
         scenarios = [control_scenarios.parse_body(options["yaml"], options.get("name"), options.get("file"))]
     control_scenarios.install(runtime, test_id, scenarios, replace_all=bool(options.get("replace")))
@@ -101,7 +105,7 @@ async def load_scenarios(request: Request) -> Response:
 
 async def _load_request(request: Request) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    raw = await request.body()
+    raw = await control_body(request)
     query = request.query_params
     options: dict[str, Any] = {
         "name": query.get("name") or None,
@@ -198,7 +202,7 @@ async def fail_next(request: Request) -> Response:
     """The next `count` API requests of this test id (or of requests without one) fail with this error."""
     runtime = _runtime(request)
     test_id = test_id_of(request) or ""
-    spec = _json_object(await request.body())
+    spec = _json_object(await control_body(request))
     unknown = sorted(set(spec) - FAIL_NEXT_KEYS)
     if unknown:
         raise ControlError(

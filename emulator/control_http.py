@@ -1,4 +1,12 @@
-"""What every control API handler shares: its error envelope, the access guard, the test id of a call."""
+"""What every control API handler shares: its error envelope, the access guards, its body, the test id of a call.
+
+Two guards. Access: open on loopback, a configured token always required, refused beyond loopback without
+one. Browsers: a web page the user visits can send requests to loopback too, so the control API refuses
+what only a browser sends — a cross-origin `Origin` or `Sec-Fetch-Site`, a `Host` that is not a loopback
+name (DNS rebinding: a page whose own name points at 127.0.0.1), and a POST with neither a JSON or YAML content type nor an `x-emulator-*` header
+(the two things a page cannot send without the browser asking the server first, which it never agrees to;
+the other changing methods, PUT, PATCH and DELETE, are never sent across origins without asking).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator.http import json_response
+from emulator.errors import ApiError
+from emulator.http import json_response, read_body
 from emulator.journal import TEST_ID_HEADER
 
 TOKEN_HEADER = "x-emulator-control-token"
@@ -74,6 +83,71 @@ def check_access(request: Request) -> None:
         )
 
 
+PREFLIGHTED_TYPES = frozenset(
+    {"application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+)  # content types a browser will not send across origins without asking first
+SAME_SITE_FETCHES = frozenset({"same-origin", "none"})  # Sec-Fetch-Site values a browser sends for our own pages,
+# or for what the user typed or bookmarked
+
+
+def check_browser(request: Request) -> None:
+    """Refuse what a web page could make a browser send; see the module docstring."""
+    headers = request.headers
+    settings = request.app.state.runtime.settings
+    host = headers.get("host", "")
+    if is_loopback(settings.host) and not getattr(settings, "control_token", None) and not _loopback_name(host):
+        raise ControlError(
+            403,
+            f"The control API answers only to a loopback host name (localhost, 127.0.0.1, [::1]), not {host!r}.",
+            code="host_not_allowed",
+        )
+    origin = headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{host}":
+        raise ControlError(
+            403, f"The control API refuses requests from other origins ({origin!r}).", code="cross_origin_refused"
+        )
+    fetched_from = headers.get("sec-fetch-site")
+    if fetched_from is not None and fetched_from.lower() not in SAME_SITE_FETCHES:
+        raise ControlError(
+            403,
+            f"The control API refuses requests from other sites (Sec-Fetch-Site: {fetched_from}).",
+            code="cross_origin_refused",
+        )
+    if request.method == "POST" and not _preflighted(request):
+        raise ControlError(
+            415,
+            "A control API POST needs Content-Type: application/json or application/yaml, or an x-emulator-* "
+            "header (such as x-emulator-test-id).",
+            code="unsupported_media_type",
+        )
+
+
+def _preflighted(request: Request) -> bool:
+    """Whether a browser would have had to ask before sending this: a JSON or YAML body, or our own header."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type in PREFLIGHTED_TYPES or media_type.endswith("+json"):
+        return True
+    return any(name.startswith("x-emulator-") for name in request.headers)
+
+
+def _loopback_name(host: str) -> bool:
+    """`host[:port]` names this machine: localhost (or a name under .localhost) or a loopback address."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]").lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
+
+
+async def control_body(request: Request, limit: int | None = None) -> bytes:
+    """The body of a control call; 413 past `limit` (default: the server's control_body_bytes)."""
+    limit = limit or request.app.state.runtime.settings.control_body_bytes
+    try:
+        return bytes(await read_body(request, limit))
+    except ApiError:
+        raise ControlError(
+            413, f"The body is larger than the {limit} bytes the control API reads.", code="request_too_large"
+        ) from None
+
+
 def _bearer(request: Request) -> str:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
@@ -96,6 +170,7 @@ def control_endpoint(guarded: bool = True) -> Callable[[Handler], Handler]:
             try:
                 if guarded:
                     check_access(request)
+                    check_browser(request)
                 return await handler(request)
             except ControlError as error:
                 return error.response()

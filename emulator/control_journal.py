@@ -14,6 +14,7 @@ from starlette.requests import Request
 from emulator.errors import ApiError
 from emulator.journal import SECRET_HEADERS, Entry
 from emulator.scenarios.engine import NEAREST_SHOWN
+from emulator.scenarios.regexes import matching
 
 if TYPE_CHECKING:
     from emulator.app import Runtime
@@ -62,4 +63,5 @@ def explain(runtime: Runtime, entry: Entry) -> list[dict[str, Any]]:
         exchange, _ = adapter.parse(entry.body, request, "", runtime.context)
     except (ApiError, NotImplementedError):
         return []
-    return [asdict(miss) for miss in runtime.engine.explain(exchange)[:NEAREST_SHOWN]]
+    with matching(runtime.settings.match_budget_ms / 1000):
+        return [asdict(miss) for miss in runtime.engine.explain(exchange, NEAREST_SHOWN)]

@@ -216,7 +216,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 def _op(summary: str, ok: tuple[int, str, str], *errors: int, guarded: bool = True, **more: Any) -> dict[str, Any]:
     status, schema, description = ok
     responses = {str(status): _json(schema, description)}
-    for code in (*errors, *((401, 403) if guarded else ())):
+    for code in sorted({*errors, *((401, 403) if guarded else ())}):
         responses[str(code)] = _json("Error", _ERROR_TEXT[code])
     operation: dict[str, Any] = {"summary": summary, "responses": responses, **more}
     if not guarded:
@@ -227,9 +227,11 @@ def _op(summary: str, ok: tuple[int, str, str], *errors: int, guarded: bool = Tr
 _ERROR_TEXT = {
     400: "Invalid parameters or an invalid scenario (with its positioned problems)",
     401: "A control token is configured and the call did not send it",
-    403: "Bound beyond loopback without a control token: the control API is disabled",
+    403: "Bound beyond loopback without a control token (the control API is disabled); a host name that is not "
+    "loopback; a request from another origin or site; a path outside the scenario roots",
     404: "Not found",
-    415: "The body is neither YAML nor JSON",
+    413: "The body is larger than the server's control_body_bytes",
+    415: "The body is neither YAML nor JSON, or a POST has neither a JSON or YAML content type nor an x-emulator-* header",
 }
 
 _QUERY = {
@@ -271,6 +273,7 @@ def paths() -> dict[str, Any]:
                 "Load a scenario from a YAML body or a server-side path",
                 (201, "LoadResult", "Loaded"),
                 400,
+                413,
                 415,
                 parameters=[_QUERY["name"], _QUERY["file"], _QUERY["replace"]],
                 requestBody={
@@ -296,6 +299,8 @@ def paths() -> dict[str, Any]:
             "post": _op(
                 "Reset sequence counters, journal, stored responses, the test's scenarios and queued failures",
                 (200, "Reset", "Reset"),
+                413,
+                415,
             ),
         },
         "/fail_next": {
@@ -304,6 +309,8 @@ def paths() -> dict[str, Any]:
                 "Fail the scope's next N API requests with this status",
                 (201, "FailNextResult", "Queued"),
                 400,
+                413,
+                415,
                 requestBody={"content": {"application/json": {"schema": _ref("FailNextRequest")}}},
             ),
         },

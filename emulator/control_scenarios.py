@@ -2,19 +2,28 @@
 
 Without a test id they change the shared scenarios (what every request sees). With one, they change that
 test's overlay: rules tried first, for requests carrying its `x-emulator-test-id` only.
+
+A server-side `path` is read only inside the scenario roots (`--scenario-root`, else the folders of
+`--scenario`), after following every link: anything else is refused with the same answer whether it exists
+or not. A file that is not a scenario is never quoted back: its problems are replaced by one line that says so.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from emulator.control_http import ControlError
-from emulator.scenarios import Problem, Scenario, ScenarioError, load_scenarios, parse_scenario
+from emulator.scenarios import Problem, Scenario, ScenarioError, parse_scenario
 from emulator.scenarios.actions import SequenceAction
-from emulator.scenarios.loader import SUFFIXES, unreachable_across_files
+from emulator.scenarios.loader import SUFFIXES, load_scenario_file, unreachable_across_files
+from emulator.scenarios.schema import KEYS
 
 if TYPE_CHECKING:
     from emulator.app import Runtime
@@ -48,14 +57,111 @@ def _stem(file: str | None) -> str | None:
     return base or None
 
 
-def load_path(path: str) -> list[Scenario]:
-    """The scenarios of a server-side file or folder."""
+def scenario_roots(settings: Any) -> list[Path]:
+    """Where `path` loads may read: --scenario-root, else each --scenario folder (a file's own folder)."""
+    if settings.scenario_roots is not None:
+        return list(settings.scenario_roots)
+    return [path if path.is_dir() else path.parent for path in settings.scenarios]
+
+
+def load_path(runtime: Runtime, path: str) -> list[Scenario]:
+    """The scenarios of a file or folder inside the scenario roots."""
+    files = _files_under_roots(path, scenario_roots(runtime.settings))
+    scenarios: list[Scenario] = []
+    problems: list[Problem] = []
+    for file in files:
+        try:
+            scenarios.append(load_scenario_file(file))
+        except ScenarioError as error:
+            problems += _shown_problems(file, error.problems)
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # a loader slip: not a 500
+            problems.append(Problem(str(file), 1, 1, f"the scenario could not be read: {error}"))
+    if not problems:
+        problems = unreachable_across_files(scenarios)
+    if problems:
+        raise invalid(problems)
+    return scenarios
+
+
+def _files_under_roots(raw: str, roots: Sequence[Path]) -> list[Path]:
+    """The scenario files `raw` names, each inside a root once every link is followed; else 403 / 404."""
+    if not roots:
+        raise ControlError(
+            403,
+            "This server loads no scenario paths: start it with --scenario-root DIR (or --scenario DIR) to allow "
+            "the folders to read from, or send the scenario's YAML instead.",
+            code="path_not_allowed",
+            param="path",
+        )
+    real_roots = [os.path.realpath(root) for root in roots]
+    given = Path(raw)
+    candidates = [given] if given.is_absolute() else [Path(root) / given for root in roots]
+    inside = [c for c in candidates if _within(os.path.realpath(c), real_roots)]
+    if not inside:
+        raise _outside(raw, roots)
+    found = next((c for c in inside if c.exists()), None)
+    if found is None:
+        raise ControlError(
+            404, f"No scenario file or folder {raw!r} in the scenario roots.", code="path_not_found", param="path"
+        )
+    if found.is_dir():
+        files = sorted(p for p in found.iterdir() if p.suffix in SUFFIXES)
+        return [f for f in files if _within(os.path.realpath(f), real_roots) and f.is_file()]
+    if found.suffix not in SUFFIXES:
+        raise ControlError(
+            400,
+            f"{raw!r} is not a scenario file: its name must end in .yaml or .yml.",
+            code="invalid_path",
+            param="path",
+        )
+    return [found]
+
+
+def _within(real: str, real_roots: Sequence[str]) -> bool:
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in real_roots)
+
+
+def _outside(raw: str, roots: Sequence[Path]) -> ControlError:
+    shown = ", ".join(str(root) for root in roots)
+    return ControlError(
+        403,
+        f"The path {raw!r} is outside the scenario roots ({shown}); the control API reads scenario files there "
+        "only (--scenario-root adds a folder).",
+        code="path_not_allowed",
+        param="path",
+    )
+
+
+RULE_KEYS = frozenset({"when", "reply", "fail", "sequence"})
+
+
+def _shown_problems(file: Path, problems: list[Problem]) -> list[Problem]:
+    """The problems of a file that did not load, if it is a scenario: YAML whose top level is a mapping of
+    scenario keys with its rules, or a list of rules. Of any other file, where it is not YAML, or that it is not
+    a scenario — never a word of what it holds."""
     try:
-        return load_scenarios([Path(path)])
-    except ScenarioError as error:
-        raise invalid(error.problems) from None
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # a loader slip: not a 500
-        raise invalid([Problem(path, 1, 1, f"the scenario could not be read: {error}")]) from None
+        text = file.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return [Problem(str(file), 1, 1, "not a scenario file: not UTF-8 text")]
+    try:
+        document = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - compose only
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        return [Problem(str(file), line, column, "not a scenario file: not valid YAML here")]
+    except yaml.YAMLError:
+        return [Problem(str(file), 1, 1, "not a scenario file: not valid YAML")]
+    if isinstance(document, yaml.MappingNode):
+        keys = {key.value for key, _ in document.value if isinstance(key, yaml.ScalarNode)}
+        if "rules" in keys and keys <= set(KEYS["scenario"]):
+            return problems
+    elif isinstance(document, yaml.SequenceNode) and all(
+        isinstance(item, yaml.MappingNode)
+        and RULE_KEYS & {key.value for key, _ in item.value if isinstance(key, yaml.ScalarNode)}
+        for item in document.value
+    ):
+        return problems
+    return [Problem(str(file), 1, 1, "not a scenario file: expected a mapping with 'rules' or a list of rules")]
 
 
 def invalid(problems: list[Problem]) -> ControlError:

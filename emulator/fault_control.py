@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from emulator import resilience
-from emulator.control_http import ControlError, by_method, control_endpoint, test_id_of
+from emulator.control_http import ControlError, by_method, control_body, control_endpoint, test_id_of
 from emulator.faults import parse_fault_json
 from emulator.http import json_response
 
@@ -42,9 +42,7 @@ async def list_faults(request: Request) -> Response:
 @control_endpoint()
 async def add_fault(request: Request) -> Response:
     runtime = _runtime(request)
-    raw = await request.body()
-    if len(raw) > MAX_FAULT_BODY:
-        raise ControlError(413, f"The fault is larger than {MAX_FAULT_BODY} bytes.", code="request_too_large")
+    raw = await control_body(request, MAX_FAULT_BODY)
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deeply, a 5,000-digit number
@@ -134,7 +132,14 @@ def openapi_paths() -> dict[str, Any]:
     def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": schema}}}
 
-    guard = {"401": answer("Control token required", error), "403": answer("Control API disabled", error)}
+    guard = {
+        "401": answer("Control token required", error),
+        "403": answer("Control API disabled, or a request a browser sent from another origin", error),
+    }
+    posted = {
+        "413": answer("The body is too large", error),
+        "415": answer("Neither a JSON content type nor an x-emulator-* header", error),
+    }
     removed = {"type": "object", "required": ["removed"], "properties": {"removed": {"type": "integer"}}}
     return {
         "/faults": {
@@ -155,7 +160,12 @@ def openapi_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Switch a fault on",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": {"201": answer("Added", fault), "400": answer("Not a valid fault", error), **guard},
+                "responses": {
+                    "201": answer("Added", fault),
+                    "400": answer("Not a valid fault", error),
+                    **guard,
+                    **posted,
+                },
             },
             "delete": {
                 "summary": "Switch every run-time fault off",

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from emulator.exchange import Failure
 from emulator.faults import Fault
@@ -42,10 +43,13 @@ def event_failure(fault: Fault, protocol: str) -> Failure:
     return Failure(status=status, message=fault.message or "")
 
 
-def transport_fault(fault: Fault, on_done: Callable[[bool], None] | None = None) -> Delivery:
-    """hang: nothing until the client gives up; reset: an RST; empty: the connection closed without a byte."""
+def transport_fault(fault: Fault, on_done: Callable[[bool], None] | None = None, drained: Any = None) -> Delivery:
+    """hang: nothing until the client gives up (or, if the server stops first, `drained`: an error response);
+    reset: an RST; empty: the connection closed without a byte."""
     if fault.kind == "hang":
-        return Delivery(0, {}, (), delay=HANG_LIMIT_S, send_headers=False, ending="close", on_done=on_done)
+        return Delivery(
+            0, {}, (), delay=HANG_LIMIT_S, send_headers=False, ending="close", on_done=on_done, drained=drained
+        )
     ending = "reset" if fault.kind == "reset" else "close"
     return Delivery(0, {}, (), send_headers=False, ending=ending, on_done=on_done)
 

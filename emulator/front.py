@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from emulator.ids import uuid4_hex
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, Unread, decoded_headers, elapsed_ms
 from emulator.request_log import RequestLog
+from emulator.streaming import Drain
 from emulator.test_scope import SCOPE_PREFIX, unscoped
 
 REQUEST_ID_HEADERS = (b"x-request-id", b"request-id")  # OpenAI's SDK reads the first, Anthropic's the second
@@ -101,6 +102,7 @@ class Front(Starlette):
         self.protocol_for = protocol_for
         self.on_crash = on_crash
         self.endpoints = {path: (endpoint, protocol_for(path)) for path, endpoint in endpoints.items()}
+        self.drain = Drain()  # open deliveries, told to finish when the server stops (emulator/streaming.py)
         self._handlers: tuple[dict[Any, Any], dict[int, Any]] = ({}, {})
 
     def build_middleware_stack(self) -> ASGIApp:
@@ -203,6 +205,7 @@ class Front(Starlette):
             finally:
                 if entry is not None:
                     entry.duration_ms = elapsed_ms(entry)
+                    self.journal.settle(entry)
                     if self.request_log is not None:
                         self.request_log.finished(entry)
                 elif self.request_log is not None and control_log.isEnabledFor(logging.DEBUG):

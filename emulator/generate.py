@@ -23,6 +23,7 @@ from re import _constants as sre
 from re import _parser as sre_parse
 from typing import Any
 
+import re2
 from faker import Faker
 
 from emulator.exchange import Choice, Exchange, Message, Reply, Tool, ToolCall
@@ -78,6 +79,13 @@ def _seeded_faker(locale: str, rng: random.Random) -> Iterator[Faker]:
 _SOFT_DEPTH = 5  # deeper: only required properties, minimum array sizes, non-recursive branches
 _HARD_DEPTH = 32  # deeper: give up (a recursive schema without a finite instance)
 _MAX_REF_HOPS = 32
+# What one generated value may grow to: a request's own tool schema (minLength: 10**9, nested minItems, a pattern
+# such as ((a{1000}){1000}){1000}) must not cost the server more than this. Past it, values are cut short.
+_MAX_VALUES = 1_000  # values in one generated instance
+_MAX_TEXT = 4_000  # characters of one generated string
+_WORDS = 500  # distinct words asked of faker at once (its word lists hold about a thousand)
+_PATTERN_OPTIONS = re2.Options()
+_PATTERN_OPTIONS.log_errors = False
 
 _LOWER_BOUNDS = frozenset({"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"})
 _UPPER_BOUNDS = frozenset({"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"})
@@ -153,10 +161,12 @@ class _SchemaValues:
         self.root = root
         self.rng = rng
         self.fake = fake
+        self.values_left = _MAX_VALUES
 
     def value(self, schema: Mapping[str, Any] | bool | None, depth: int = 0, name: str = "") -> Any:
-        if schema is False or depth > _HARD_DEPTH:
-            return None  # nothing is valid
+        self.values_left -= 1
+        if schema is False or depth > _HARD_DEPTH or self.values_left < 0:
+            return None  # nothing is valid, or the instance is as large as one may grow
         schema = self._flatten(schema if isinstance(schema, Mapping) else {}, depth)
         if "const" in schema:
             return _copy(schema["const"])
@@ -240,12 +250,17 @@ class _SchemaValues:
             sub = properties[key] if key in properties else (extra if isinstance(extra, Mapping) else {})
             result[key] = self.value(sub, depth + 1, key)
         open_ended = "properties" not in schema and depth < _SOFT_DEPTH  # a bare {"type": "object"}: invent a few keys
-        wanted = schema.get("minProperties", self.rng.randint(1, 3) if open_ended else 0)
+        wanted = _bounded(schema.get("minProperties", self.rng.randint(1, 3) if open_ended else 0), self.values_left)
         if extra is not False and "patternProperties" not in schema and len(result) < wanted:
-            for key in self.fake.words(wanted - len(result) + len(properties), unique=True):
+            for key in self._new_keys(wanted - len(result) + len(properties)):
                 if key not in result and key not in properties and len(result) < wanted:
                     result[key] = self.value(extra, depth + 1, key)
         return result
+
+    def _new_keys(self, count: int) -> list[str]:
+        """Distinct property names: words, then numbered ones once faker's word list runs out."""
+        words = self.fake.words(min(count, _WORDS), unique=True)
+        return words + [f"{words[i % len(words)] if words else 'key'}_{i}" for i in range(count - len(words))]
 
     def _object_keys(self, schema: Mapping[str, Any], properties: Mapping[str, Any], depth: int) -> list[str]:
         required = list(dict.fromkeys(schema.get("required") or ()))
@@ -265,7 +280,7 @@ class _SchemaValues:
         items = schema.get("items", {})
         prefix = schema.get("prefixItems") or (items if isinstance(items, list) else [])
         rest = items if not isinstance(items, list) else schema.get("additionalItems", {})
-        low = schema.get("minItems", 0)
+        low = _bounded(schema.get("minItems", 0), self.values_left)
         high = schema.get("maxItems", low + 3)
         if rest is False:
             high = min(high, len(prefix))
@@ -274,7 +289,7 @@ class _SchemaValues:
         result: list[Any] = []
         seen: set[str] = set()
         for _ in range(count * 10 + 10):
-            if len(result) >= count:
+            if len(result) >= count or self.values_left < 0:
                 break
             item = self.value(prefix[len(result)] if len(result) < len(prefix) else rest, depth + 1, name)
             if unique:
@@ -292,7 +307,7 @@ class _SchemaValues:
     # -- strings ----------------------------------------------------------------------------------------------
 
     def _string(self, schema: Mapping[str, Any], name: str) -> str:
-        low = schema.get("minLength", 0)
+        low = _bounded(schema.get("minLength", 0), _MAX_TEXT)
         high = schema.get("maxLength")
         if "pattern" in schema:
             return self._pattern_string(schema["pattern"], low, high)
@@ -307,8 +322,13 @@ class _SchemaValues:
         return str(make()) if make is not None else self.fake.word()
 
     def _fit(self, text: str, low: int, high: int | None) -> str:
-        while len(text) < low:
-            text = f"{text} {self.fake.word()}"
+        if len(text) < low:
+            words = [text]
+            size = len(text)
+            while size < low:
+                words.append(self.fake.word())
+                size += len(words[-1]) + 1
+            text = " ".join(words)
         if high is not None and len(text) > high:
             text = text[:high]
             if text.endswith(" ") and len(text) > low:
@@ -333,9 +353,14 @@ def _string_fits(text: str, pattern: str, low: int, high: int | None) -> bool:
     if len(text) < low or (high is not None and len(text) > high):
         return False
     try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return True  # not a Python regex: nothing to check against
+        return re2.search(pattern, text, _PATTERN_OPTIONS) is not None  # RE2: linear in the text, whatever the pattern
+    except re2.error:
+        return True  # not a pattern RE2 reads (lookarounds, backreferences): nothing to check against
+
+
+def _bounded(value: Any, most: int) -> int:
+    """A schema's minimum count (minLength, minItems, minProperties), within what one value may grow to."""
+    return min(value, max(most, 0)) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -478,9 +503,14 @@ class _PatternWriter:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.groups: dict[int, str] = {}
+        self.written = 0  # characters so far: a pattern that asks for more than _MAX_TEXT is not written
 
     def write(self, nodes: Any) -> str:
-        return "".join(self._node(op, arg) for op, arg in nodes)
+        text = "".join(self._node(op, arg) for op, arg in nodes)
+        self.written += len(text)
+        if self.written > _MAX_TEXT:
+            raise _Unsupported("longer than a generated string may be")
+        return text
 
     def _node(self, op: Any, arg: Any) -> str:
         match op:
@@ -494,6 +524,8 @@ class _PatternWriter:
                 return self._char_in(arg)
             case sre.MAX_REPEAT | sre.MIN_REPEAT | sre.POSSESSIVE_REPEAT:
                 low, high, body = arg
+                if low > _MAX_TEXT:
+                    raise _Unsupported("longer than a generated string may be")
                 return "".join(self.write(body) for _ in range(self.rng.randint(low, min(high, low + 3))))
             case sre.SUBPATTERN:
                 group, _, _, body = arg

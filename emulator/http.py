@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from emulator import json_steps
 from emulator.errors import ApiError
 
 
@@ -84,15 +86,23 @@ def bearer_key(request: Request, allowed: frozenset[str]) -> str:
     return key
 
 
+MASK_SHOWN_FROM = 20  # a key this long shows its first 3 and last 4 characters; a shorter one nothing
+
+
 def mask_key(key: str) -> str:
-    """Enough of a key to recognise it, never the whole of it."""
-    if len(key) <= 8:
-        return "*" * len(key)
+    """Enough of a long key to recognise it, never the whole of it; nothing of a short one."""
+    if len(key) < MASK_SHOWN_FROM:
+        return "****"
     return f"{key[:3]}…{key[-4:]}"
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The body as JSON; 415 unless it says it is JSON, 413 past `max_bytes`, 400 when it does not parse."""
+async def read_json(
+    request: Request, max_bytes: int, keep: Callable[[bytes | bytearray, Any, bool], None] | None = None
+) -> Any:
+    """The body as JSON; 415 unless it says it is JSON, 413 past `max_bytes`, 400 when it does not parse.
+
+    `keep(raw, value, is_json)` is given the body as read, parsed or not (the journal keeps it).
+    """
     content_type = request.headers.get("content-type", "")
     media_type = content_type if content_type == "application/json" else content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
@@ -102,6 +112,26 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     body = await read_body(request, max_bytes)
+    large = len(body) > json_steps.LARGE  # each step below takes milliseconds: the loop runs between them
+    try:
+        if large and json_steps.dense(body):
+            await asyncio.sleep(0)
+            value = await parse_json_in_slices(body)
+        else:
+            value = parse_json(body)
+    except ApiError:
+        if keep is not None:
+            keep(body, None, False)
+        raise
+    if keep is not None:
+        if large:
+            await asyncio.sleep(0)
+        keep(body, value, True)
+    return value
+
+
+def parse_json(body: bytes | bytearray) -> Any:
+    """A request body as JSON; ApiError 400 naming what is wrong when it is not."""
     try:
         if len(body) >= 4 and body[0] == 0x7B and body[1]:  # "{" then not NUL: what json.loads reads as UTF-8
             text = body.decode("utf-8", "surrogatepass")  # json.loads, minus its checks on the way:
@@ -113,19 +143,36 @@ async def read_json(request: Request, max_bytes: int) -> Any:
                 value = _decode(text)  # trailing whitespace, or the error json.loads raises
         else:
             value = json.loads(body)
-    except UnicodeDecodeError:
-        raise ApiError.invalid("The request body is not valid UTF-8.") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError.invalid(
-            f"We could not parse the JSON body of your request: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
-    except RecursionError:
-        raise ApiError.invalid("The JSON body of your request is nested too deeply.") from None
-    except ValueError:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
-        raise ApiError.invalid("The JSON body of your request holds a number too large to read.") from None
+    except (ValueError, RecursionError) as error:
+        raise _not_json(error) from None
     if _SURROGATE_ESCAPE.search(body):
         _reject_unpaired_surrogates(value)
     return value
+
+
+async def parse_json_in_slices(body: bytes | bytearray) -> Any:
+    """`parse_json`, for a body too dense to decode without letting the event loop run (emulator/json_steps.py)."""
+    try:
+        value = await json_steps.loads(body.decode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError) as error:
+        raise _not_json(error) from None
+    await asyncio.sleep(0)
+    if _SURROGATE_ESCAPE.search(body):
+        _reject_unpaired_surrogates(value)
+    return value
+
+
+def _not_json(error: Exception) -> ApiError:
+    if isinstance(error, UnicodeDecodeError):
+        return ApiError.invalid("The request body is not valid UTF-8.")
+    if isinstance(error, json.JSONDecodeError):
+        return ApiError.invalid(
+            f"We could not parse the JSON body of your request: {error.msg} at line {error.lineno} column {error.colno}."
+        )
+    if isinstance(error, RecursionError):
+        return ApiError.invalid("The JSON body of your request is nested too deeply.")
+    # an integer of more digits than int() converts (sys.get_int_max_str_digits)
+    return ApiError.invalid("The JSON body of your request holds a number too large to read.")
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes | bytearray:

@@ -20,11 +20,13 @@ from urllib.parse import urlsplit
 from emulator.config import Settings
 
 MODES = ("once", "new", "replay")
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # an upstream answer larger than this (inflated) is not recorded
+DEFAULT_MAX_S = 600.0  # an upstream answer that takes longer is cut off, not recorded
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from emulator.cli import add_log_flags, add_server_flags
-    from emulator.cli_options import choice, http_url, option, variable_name, writable_file
+    from emulator.cli_options import choice, http_url, integer, number, option, variable_name, writable_file
 
     record = commands.add_parser(
         "record",
@@ -49,27 +51,42 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="VAR",
         help="send the key in this environment variable upstream instead of the client's own",
     )
+    option(
+        record,
+        "--max-record-bytes",
+        default=DEFAULT_MAX_BYTES,
+        check=integer(1),
+        metavar="N",
+        help="an upstream answer larger than this (a compressed one inflated) is passed on but not recorded",
+    )
+    option(
+        record,
+        "--max-record-seconds",
+        default=DEFAULT_MAX_S,
+        check=number(0),
+        metavar="S",
+        help="an upstream answer that takes longer is cut off and not recorded",
+    )
     add_log_flags(record)
     return record
 
 
 def shown_upstream(url: str) -> str:
-    """Scheme, host and port only: credentials and query strings stay out of the file."""
+    """Scheme, host and port only: credentials and query strings stay out of files and logs."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from emulator.app import Runtime, build_app
+    from emulator.app import Runtime, build_app, error_body_for
     from emulator.cli import _bind
     from emulator.cli_options import FlagError
     from emulator.record_cassette import Cassette
     from emulator.record_proxy import Recorder
     from emulator.request_log import logging_config
     from emulator.scenarios import ScenarioError
+    from emulator.server import GracefulServer, server_config
 
     if args.out is None:
         raise FlagError("--out FILE is required: the scenario file to write or replay")
@@ -106,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         record_all=args.mode == "once" and not exists,
         replay_only=replay_only,
         upstream_key=key,
+        max_bytes=args.max_record_bytes,
+        max_s=args.max_record_seconds,
     )
     try:
         sock = _bind(settings.host, settings.port)
@@ -115,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     doing = "replaying" if replay_only else f"recording {shown_upstream(args.upstream)} ({args.mode})"
     log_config = logging_config(settings.log_level, args.log_format)
-    config = uvicorn.Config(
-        recorder, log_config=log_config, log_level=settings.log_level, access_log=False, lifespan="off"
+    config = server_config(
+        recorder, settings, error_body_for(runtime), log_config=log_config, access_log=False, lifespan="off"
     )
     print(f"tokenhub-emulator {doing} to {out}, listening on http://{host}:{port}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    GracefulServer(config).run(sockets=[sock])
     return 0

@@ -3,6 +3,12 @@
 A request the recording can answer is replayed by the emulator; any other goes to the upstream gateway,
 its answer streams back to the client as it arrives, and is recorded once it is complete. The upstream
 answer is read to its end in a task of its own, so a client that disconnects loses nothing.
+
+Within limits: an answer larger than `max_bytes` (inflated, if it came compressed) or longer than `max_s`
+is cut off and not recorded; the bytes wait in a temporary file, not in memory; an answer is turned into a
+rule in a worker thread, one at a time, so a large one stalls no other request. Keys never reach the file
+or the log: the client's and the upstream's keys are masked wherever the answer repeats them, and the log
+names the upstream by scheme, host and port only.
 """
 
 from __future__ import annotations
@@ -13,19 +19,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.requests import Request
 
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure
-from emulator.http import json_response
+from emulator.http import json_response, mask_key
 from emulator.profiles import Catalog, CatalogModel
 from emulator.protocols.base import Context
-from emulator.record_capture import Capture
+from emulator.record import DEFAULT_MAX_BYTES, DEFAULT_MAX_S, shown_upstream
+from emulator.record_capture import Capture, TooLarge
 from emulator.record_cassette import Cassette
 from emulator.record_convert import outcome_for, when_for
-from emulator.scenarios import ScenarioError
 
 if TYPE_CHECKING:
     from emulator.app import Runtime
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("uvicorn.error.record")  # printed by uvicorn's handler, at --log-level
 
 MODES = ("once", "new", "replay")
+QUEUED_CHUNKS = 256  # chunks read ahead of a slow client (the upstream waits for it beyond that)
+SECRET_REQUEST_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
      "proxy-authenticate", "content-length", "host", "date", "server"}
@@ -53,6 +62,8 @@ class Recorder:
         replay_only: bool = False,
         upstream_key: str | None = None,
         client: httpx.AsyncClient | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_s: float = DEFAULT_MAX_S,
     ) -> None:
         self.runtime = runtime
         self.app = app
@@ -61,8 +72,11 @@ class Recorder:
         self.record_all = record_all  # mode once, no recording yet: everything goes upstream
         self.replay_only = replay_only
         self.upstream_key = upstream_key
-        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(600, connect=30))
+        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(max_s, connect=30))
+        self.max_bytes = max_bytes
+        self.max_s = max_s
         self.pending: set[asyncio.Task[None]] = set()
+        self._recording = asyncio.Lock()  # one answer turned into a rule at a time (the cassette is one file)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or self._protocol(scope) is None:
@@ -106,9 +120,10 @@ class Recorder:
         except httpx.HTTPError as error:
             await self._unreachable(scope, error, send)
             return
-        capture = Capture(response.status_code, {k.lower(): v for k, v in response.headers.items()})
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        task = asyncio.get_running_loop().create_task(self._pump(response, capture, started, queue, exchange))
+        capture = Capture(response.status_code, {k.lower(): v for k, v in response.headers.items()}, self.max_bytes)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_CHUNKS)
+        secrets = self._secrets(scope)
+        task = asyncio.get_running_loop().create_task(self._pump(response, capture, started, queue, exchange, secrets))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
         connected = await _try_send(send, _start(capture))
@@ -126,35 +141,74 @@ class Recorder:
         started: float,
         queue: asyncio.Queue[bytes | None],
         exchange: Exchange | None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
-        """Reads the upstream answer to its end, whatever the client does, then records it."""
+        """Reads the upstream answer to its end (or its limits), whatever the client does, then records it."""
         try:
-            async for chunk in response.aiter_raw():
-                capture.add((time.monotonic() - started) * 1000, chunk)
-                queue.put_nowait(chunk)
+            async with asyncio.timeout(self.max_s):
+                async for chunk in response.aiter_raw():
+                    capture.add((time.monotonic() - started) * 1000, chunk)
+                    await queue.put(chunk)
             capture.complete = True
+        except TooLarge as error:
+            log.warning("record: %s; cut off, not recorded (--max-record-bytes)", error)
+        except TimeoutError:
+            log.warning("record: the upstream answer took longer than %g s; cut off, not recorded", self.max_s)
         except httpx.HTTPError as error:
-            log.warning("record: the upstream answer broke off (%s); not recorded", error)
+            log.warning("record: the upstream answer broke off (%s); not recorded", self._scrubbed(str(error)))
         finally:
             await response.aclose()
-            queue.put_nowait(None)
-        if exchange is None:
-            log.warning("record: a request the emulator cannot read was proxied, not recorded")
-        elif capture.complete:
-            self._record(exchange, capture)
-
-    def _record(self, exchange: Exchange, capture: Capture) -> None:
-        events = [event for _, event in capture.events()] if capture.streamed else []
-        body = None if capture.streamed and capture.status < 400 else capture.json()
+            await queue.put(None)
         try:
-            outcome = outcome_for(exchange.protocol, capture.status, capture.headers, body, events)
+            if exchange is None:
+                log.warning("record: a request the emulator cannot read was proxied, not recorded")
+            elif capture.complete:
+                async with self._recording:
+                    scenario = await asyncio.to_thread(self._record, exchange, capture, secrets)
+                if scenario is not None:
+                    self.runtime.replace_scenarios([scenario], from_files=1)
+        finally:
+            capture.close()
+
+    def _record(self, exchange: Exchange, capture: Capture, secrets: tuple[str, ...]) -> Any:
+        """Turn the answer into a rule and write the file (in a worker thread); the scenario, or None."""
+        try:
+            events = [event for _, event in capture.events()] if capture.streamed else []
+            body = None if capture.streamed and capture.status < 400 else capture.json()
+            outcome = masked(outcome_for(exchange.protocol, capture.status, capture.headers, body, events), secrets)
             name = self.cassette.add(when_for(exchange), outcome, capture.timing())
             scenario = self.cassette.save()
-        except (ScenarioError, ValueError, KeyError, TypeError, OSError) as error:
-            log.error("record: could not record %s %s: %s", exchange.protocol, exchange.requested_model, error)
-            return
-        self.runtime.replace_scenarios([scenario], from_files=1)
+        except TooLarge as error:
+            log.warning("record: %s; not recorded (--max-record-bytes)", error)
+            return None
+        except Exception as error:  # an answer of a shape no gateway sends: said in one line, never a traceback
+            log.error(
+                "record: could not record %s %s (%s: %s); the answer was passed on, not recorded",
+                exchange.protocol,
+                exchange.requested_model,
+                type(error).__name__,
+                self._scrubbed(str(error))[:200],
+            )
+            return None
         log.info("record: %s → %s (%s)", name, capture.status, self.cassette.path)
+        return scenario
+
+    def _secrets(self, scope: dict[str, Any]) -> tuple[str, ...]:
+        """The keys this request carried (and the upstream key): masked wherever the answer repeats them."""
+        found = [self.upstream_key] if self.upstream_key else []
+        for name, value in scope.get("headers", []):
+            if name.decode("latin-1").lower() in SECRET_REQUEST_HEADERS:
+                text = value.decode("latin-1").strip()
+                found += [text, text.partition(" ")[2].strip()]
+        return tuple(secret for secret in found if len(secret) >= MIN_SECRET)
+
+    def _scrubbed(self, text: str) -> str:
+        """`text` without the upstream URL's credentials or query (an error message may quote the URL)."""
+        parts = urlsplit(self.upstream)
+        for secret in (self.upstream, parts.password, parts.username, parts.query):
+            if secret:
+                text = text.replace(secret, shown_upstream(self.upstream) if secret == self.upstream else "****")
+        return text
 
     def _url(self, scope: dict[str, Any]) -> str:
         path = scope["path"]
@@ -178,10 +232,12 @@ class Recorder:
         return headers
 
     async def _unreachable(self, scope: dict[str, Any], error: Exception, send: Send) -> None:
-        log.error("record: upstream %s unreachable: %s", self.upstream, error)
+        log.error("record: upstream %s unreachable: %s", shown_upstream(self.upstream), self._scrubbed(str(error)))
         runtime = self.runtime
         adapter = runtime.adapter_for(scope["path"])
-        failure = Failure(status=502, message=f"The upstream gateway could not be reached: {error}.")
+        failure = Failure(
+            status=502, message=f"The upstream gateway could not be reached: {self._scrubbed(str(error))}."
+        )
         response = json_response(adapter.error_body(failure, runtime.context), 502)
         await response(scope, _no_body, send)
 
@@ -189,6 +245,25 @@ class Recorder:
         if self.pending:
             await asyncio.gather(*self.pending, return_exceptions=True)
         await self.client.aclose()
+
+
+MIN_SECRET = 8  # shorter values are not looked for in answers (they would match ordinary text)
+
+
+def masked(value: Any, secrets: tuple[str, ...]) -> Any:
+    """`value` (a recorded outcome) with every secret in its strings masked."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, mask_key(secret))
+        return value
+    if isinstance(value, dict):
+        return {key: masked(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked(item, secrets) for item in value]
+    return value
 
 
 def _start(capture: Capture) -> dict[str, Any]:

@@ -1,88 +1,110 @@
 """Stored responses of the Responses API: what `previous_response_id`, GET, DELETE and `input_items` read.
 
-Each stored response keeps the whole conversation that led to it — the input items of its chain, the
-earlier outputs included — so that a chain still works after older links were evicted or deleted. Items
-are shared between links, not copied. The store is bounded (least recently used out first), so memory
-stays flat however long the emulator runs.
+Each stored response is one turn of a chain (emulator/chain_store.py): the request's new input items and the
+response's output, kept once, pointing at the response it continues. Its conversation — the input items of the
+chain, the earlier outputs included — is read along the chain, so a chain still works after older links were
+evicted or deleted. Bounded in links and in bytes (least recently used out first).
+
+Items and the Response object are kept as their JSON text (what GET sends, byte for byte): a quarter of the
+memory of parsed objects, counted exactly, and nothing for the interpreter's collector to walk.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-DEFAULT_LIMIT = 10_000
+from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore, Item, Link
+from emulator.http import dumps
 
-Item = Mapping[str, Any]
+DEFAULT_LIMIT = DEFAULT_LINKS
+Kept = tuple[bytes, int]  # the Response object as JSON, and how many of the link's items are its new input
 
 
-@dataclass(frozen=True)
 class StoredResponse:
-    body: Mapping[str, Any]  # the Response object, as GET returns it
-    input_items: tuple[Item, ...]  # the chain's input: earlier inputs and outputs, then this request's input
-    test_id: str = ""  # the x-emulator-test-id it was created under
+    """A stored response, read from its link."""
+
+    __slots__ = ("link", "_body")
+
+    def __init__(self, link: Link[Kept], body: Mapping[str, Any] | None = None) -> None:
+        self.link = link
+        self._body = body
+
+    @property
+    def text(self) -> bytes:
+        """The Response object as JSON, as GET sends it."""
+        return self.link.value[0]
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        """The Response object."""
+        if self._body is None:
+            self._body = json.loads(self.link.value[0])
+        return self._body
 
     @property
     def id(self) -> str:
         return self.body["id"]
 
     @property
+    def test_id(self) -> str:
+        return self.link.test_id
+
+    @property
     def output(self) -> Sequence[Item]:
         return self.body["output"]
 
     @property
+    def input_items(self) -> tuple[Item, ...]:
+        """The chain's input: earlier inputs and outputs, then this request's input."""
+        parent = self.link.parent
+        earlier = parent.conversation() if parent is not None else []
+        return (*earlier, *self.link.own_items()[: self.link.value[1]])
+
+    @property
     def conversation(self) -> tuple[Item, ...]:
         """What a response chained to this one continues: its input items, then its output."""
-        return (*self.input_items, *self.output)
+        return tuple(self.link.conversation())
 
 
-class ResponseStore:
-    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
-        self._limit = limit
-        self._responses: OrderedDict[str, StoredResponse] = OrderedDict()
-        self._lock = threading.Lock()
+class ResponseStore(ChainedStore[Kept]):
+    def __init__(self, limit: int = DEFAULT_LIMIT, max_bytes: int = DEFAULT_BYTES) -> None:
+        super().__init__(limit, max_bytes, decode=json.loads)
 
-    def put(self, response: StoredResponse) -> None:
-        with self._lock:
-            self._responses[response.id] = response
-            self._responses.move_to_end(response.id)
-            while len(self._responses) > self._limit:
-                self._responses.popitem(last=False)
+    def put(
+        self,
+        body: Mapping[str, Any],
+        new_input: Sequence[Item],
+        previous: StoredResponse | None = None,
+        test_id: str = "",
+    ) -> StoredResponse:
+        """Store a response: its request's own input items (not those it continues) and its output."""
+        items = (*new_input, *body["output"])
+        parent = previous.link if previous is not None else None
+        text, body_text = dumps(items).encode(), dumps(body).encode()
+        link = self._chains.put(
+            body["id"],
+            items,
+            (body_text, len(new_input)),
+            parent=parent,
+            test_id=test_id,
+            stored=text,
+            size=len(text) + len(body_text),
+        )
+        return StoredResponse(link, body)
+
+    def keep_reading(self, stored: StoredResponse, reading: Any, size: int) -> None:
+        """What the protocol read from this response's conversation, kept (and counted) with it; None: let go."""
+        self._chains.derive(stored.link, reading, size)
 
     def get(self, response_id: str) -> StoredResponse | None:
-        with self._lock:
-            response = self._responses.get(response_id)
-            if response is not None:
-                self._responses.move_to_end(response_id)
-            return response
+        link = self._chains.get(response_id)
+        return StoredResponse(link) if link is not None else None
 
     def delete(self, response_id: str) -> bool:
-        with self._lock:
-            return self._responses.pop(response_id, None) is not None
+        return self._chains.delete(response_id)
 
     def find_item(self, item_id: str) -> Item | None:
-        """An input or output item of any stored response, newest first (for `item_reference` inputs)."""
-        for response in self._newest_first():
-            for item in reversed(response.conversation):
-                if item.get("id") == item_id:
-                    return item
-        return None
-
-    def clear(self, test_id: str | None = None) -> None:
-        with self._lock:
-            if test_id is None:
-                self._responses.clear()
-                return
-            for key in [k for k, r in self._responses.items() if r.test_id == test_id]:
-                del self._responses[key]
-
-    def __len__(self) -> int:
-        return len(self._responses)
-
-    def _newest_first(self) -> Iterator[StoredResponse]:
-        with self._lock:
-            responses = list(self._responses.values())
-        return reversed(responses)
+        """An input or output item of a stored response, the newest with that id (for `item_reference` inputs)."""
+        return self._chains.find_item(item_id)

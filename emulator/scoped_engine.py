@@ -3,12 +3,17 @@
 A test that loads a scenario through the control API (or the pytest plugin) with its test id gets an
 overlay: its rules are tried before the shared ones, for its requests only. `fail_next` queues failures
 that the test's next requests get before any rule is tried.
+
+What a test id keeps (its overlay, queued failures, sequence counters) is forgotten once the id has been idle
+for `ttl_s` (--test-state-ttl-s), or, when more than `max_scopes` ids are in use, the least recently used
+first: a suite that never resets, or requests with a new id each time, cannot grow it without end.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Sequence
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from emulator.exchange import Exchange, Failure, Reply
@@ -18,14 +23,30 @@ if TYPE_CHECKING:
     from emulator.generate import Generator
 
 FAIL_NEXT_RULE = "fail_next"  # the rule name journaled for an injected failure
+MAX_SCOPES = 10_000  # test ids whose state is kept at once
+SWEEP_EVERY_S = 60.0  # how often idle test ids are looked for (at most)
 
 
 class ScopedEngine(Engine):
-    def __init__(self, scenarios: Sequence[Scenario], *, generator: Generator, fallback: str | None = None) -> None:
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        *,
+        generator: Generator,
+        fallback: str | None = None,
+        render_chars: int | None = None,
+        ttl_s: float = 3600.0,
+        max_scopes: int = MAX_SCOPES,
+    ) -> None:
         self._overlays: dict[str, list[Scenario]] = {}
         self._overlay_engines: dict[str, Engine] = {}
         self._failures: dict[str, deque[Failure]] = {}
-        super().__init__(scenarios, generator=generator, fallback=fallback)
+        self._used: OrderedDict[str, float] = OrderedDict()  # test id → when it was last used, oldest first
+        self.ttl_s = ttl_s
+        self.max_scopes = max_scopes
+        self._sweep_at = 0.0
+        self.on_forget: Callable[[bool], None] | None = None  # told whether a forgotten id had an overlay
+        super().__init__(scenarios, generator=generator, fallback=fallback, render_chars=render_chars)
 
     # ------------------------------------------------------------ shared scenarios
 
@@ -33,6 +54,7 @@ class ScopedEngine(Engine):
         super().replace(scenarios)
         for scope in list(self._overlays):
             self._rebuild(scope)
+        self._note_regexes()
 
     # ------------------------------------------------------------ one test's own
 
@@ -44,14 +66,17 @@ class ScopedEngine(Engine):
 
     def set_overlay(self, scope: str, scenarios: Sequence[Scenario]) -> None:
         """Scenarios that answer requests of this test id only, before the shared ones (empty: drop them)."""
+        self.touch(scope)
         if scenarios:
             self._overlays[scope] = list(scenarios)
             self._rebuild(scope)
         else:
             self._overlays.pop(scope, None)
             self._overlay_engines.pop(scope, None)
+        self._note_regexes()
 
     def fail_next(self, scope: str, failures: Sequence[Failure]) -> None:
+        self.touch(scope)
         self._failures.setdefault(scope, deque()).extend(failures)
 
     def pending_failures(self, scope: str) -> int:
@@ -59,11 +84,38 @@ class ScopedEngine(Engine):
 
     def forget(self, scope: str | None = None) -> None:
         """Drop overlays and queued failures of one test id, or of all."""
-        for table in (self._overlays, self._overlay_engines, self._failures):
+        for table in (self._overlays, self._overlay_engines, self._failures, self._used):
             if scope is None:
                 table.clear()
             else:
                 table.pop(scope, None)
+        self._note_regexes()
+
+    def touch(self, scope: str) -> None:
+        """Note that a test id is in use; forget the ids idle past the ttl, or past `max_scopes` ids."""
+        if not scope:
+            return
+        now = time.monotonic()
+        used = self._used
+        used.pop(scope, None)
+        used[scope] = now
+        if len(used) > self.max_scopes or now >= self._sweep_at:
+            self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        """Forget the ids idle past the ttl and those past `max_scopes`, oldest first (as many as go, no more)."""
+        self._sweep_at = now + min(self.ttl_s, SWEEP_EVERY_S)
+        used = self._used
+        had_overlay = False
+        while used:
+            scope, last = next(iter(used.items()))
+            if len(used) <= self.max_scopes and now - last < self.ttl_s:
+                break  # the rest were used more recently
+            had_overlay = had_overlay or scope in self._overlays
+            self.forget(scope)
+            self.state.reset(scope)
+        if had_overlay and self.on_forget is not None:
+            self.on_forget(had_overlay)
 
     def _rebuild(self, scope: str) -> None:
         engine = Engine(
@@ -71,9 +123,14 @@ class ScopedEngine(Engine):
             generator=self.generator,
             fallback=self.fallback_flag,
             reply_generator=self.reply_generator,
+            render_chars=self.render_chars,
         )
         engine.state = self.state  # counters stay keyed by (scope, rule), shared with the plain engine
         self._overlay_engines[scope] = engine
+
+    def _note_regexes(self) -> None:
+        """Whether some rule (shared or a test's own) holds a regex: then matching runs on a clock."""
+        self.matches_with_regex = self.uses_regex or any(e.uses_regex for e in self._overlay_engines.values())
 
     def _for(self, exchange: Exchange) -> Engine | None:
         if not self._overlay_engines:
@@ -83,8 +140,11 @@ class ScopedEngine(Engine):
     # ------------------------------------------------------------ answering
 
     def respond(self, exchange: Exchange) -> Reply | Failure:
+        scope = exchange.headers.get(SCOPE_HEADER, "")
+        if scope:
+            self.touch(scope)
         if self._failures:
-            queued = self._failures.get(exchange.headers.get(SCOPE_HEADER, ""))
+            queued = self._failures.get(scope)
             if queued:
                 return queued.popleft()
         engine = self._for(exchange)
@@ -94,9 +154,9 @@ class ScopedEngine(Engine):
         engine = self._for(exchange)
         return engine.match(exchange) if engine else super().match(exchange)
 
-    def explain(self, exchange: Exchange) -> list[RuleMiss]:
+    def explain(self, exchange: Exchange, limit: int | None = None) -> list[RuleMiss]:
         engine = self._for(exchange)
-        return engine.explain(exchange) if engine else super().explain(exchange)
+        return engine.explain(exchange, limit) if engine else super().explain(exchange, limit)
 
     @property
     def declared_models(self) -> list[DeclaredModel]:

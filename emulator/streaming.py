@@ -10,6 +10,11 @@ loop callbacks that write each chunk straight to the connection, in HTTP/1.1 chu
 deadline: no coroutine stack to resume and no middleware to cross per event, which is what keeps a
 thousand concurrent streams on time. The headers and the final chunk still go through ASGI, so the server
 and the middleware see a normal response; `on_write` lets the journal time each chunk.
+
+When the server stops, its `Drain` (the app's `drain`) tells every open delivery to finish now: a delayed
+reply is sent at once, a stream writes the rest of its events at once and ends as its protocol ends it, and
+a delivery that has nothing to send (a `hang`) sends its `drained` answer instead — an error in the
+protocol's envelope. So a stopping server cuts no stream and answers every request.
 """
 
 from __future__ import annotations
@@ -63,6 +68,31 @@ def encode(event: SseEvent) -> bytes:
     return f"{head}{body}\n".encode()
 
 
+class Drain:
+    """The server is stopping: every open delivery registered here is told to finish now."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._wakers: set[Callable[[], None]] = set()
+
+    def add(self, waker: Callable[[], None]) -> None:
+        self._wakers.add(waker)
+
+    def discard(self, waker: Callable[[], None]) -> None:
+        self._wakers.discard(waker)
+
+    def start(self) -> int:
+        """Wake every open delivery; how many there were."""
+        self.draining = True
+        wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
+        return len(wakers)
+
+    def __len__(self) -> int:
+        return len(self._wakers)
+
+
 class _Watch:
     """Waits for the client to leave; then cancels the writer, unless the writer is closing on purpose."""
 
@@ -103,6 +133,7 @@ class Delivery:
         chunked: bool = False,
         on_done: Callable[[bool], None] | None = None,
         on_write: Callable[[], None] | None = None,
+        drained: Any = None,
     ) -> None:
         self.status = status
         if isinstance(headers, list):
@@ -116,6 +147,11 @@ class Delivery:
         self.chunked = chunked  # no content-length: the body may be pumped straight to the connection
         self.on_done = on_done  # called with whether the client went away first
         self.on_write = on_write  # called after each part written by the pump
+        self.drained = drained  # the response sent instead, if the server stops before the headers went
+        self._draining = False
+        self._answered = False  # the drained response went instead
+        self._wakeup: asyncio.Future[None] | None = None
+        self._pump: _Pump | None = None
 
     @classmethod
     def of(
@@ -132,13 +168,39 @@ class Delivery:
         ending = "complete" if cut is None else "close"
         return cls(response.status_code, response.raw_headers, parts, delay=delay, ending=ending, on_done=on_done)
 
+    def _wake(self) -> None:
+        """The server is stopping: stop waiting, write what is left."""
+        self._draining = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        if self._pump is not None:
+            self._pump.flush()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait, unless the server starts stopping meanwhile."""
+        if self._draining or seconds <= 0:
+            return
+        self._wakeup = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._wakeup, seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._wakeup = None
+
     async def __call__(self, scope: Any, receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
         writer = asyncio.current_task()
         assert writer is not None
         watch = _Watch(receive, writer)
+        drain: Drain | None = getattr(scope.get("app"), "drain", None)
+        if drain is not None:
+            self._draining = drain.draining
+            drain.add(self._wake)
         try:
-            if not await self._write(scope, send):
+            if not await self._write(scope, send, receive):
                 watch.gone = True  # the pump found the connection closed by the client
+            elif self._answered:
+                watch.stop()
             elif self.ending == "complete":
                 watch.stop()  # the last message completes the response, which the server reports as a disconnect
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -150,26 +212,31 @@ class Delivery:
             writer.uncancel()
         finally:
             watch.stop()
+            if drain is not None:
+                drain.discard(self._wake)
             if self.on_done is not None:
                 self.on_done(watch.gone and not watch.closing)
 
-    async def _write(self, scope: Any, send: Callable[[Any], Any]) -> bool:
+    async def _write(self, scope: Any, send: Callable[[Any], Any], receive: Callable[[], Any]) -> bool:
         """Headers and body parts on schedule; False when the client turned out to be gone."""
         loop = asyncio.get_running_loop()
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
+        await self._sleep(self.delay)
         if not self.send_headers:
+            if self._draining and self.drained is not None:  # a hang, ended by the server stopping: answer
+                await self.drained(scope, receive, send)
+                self._answered = True
             return True
         await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
         transport = transport_of(scope) if self.chunked and scope.get("http_version") == "1.1" else None
         if transport is not None:
-            return await _Pump(transport, self.parts, self.on_write).run()
+            self._pump = _Pump(transport, self.parts, self.on_write)
+            if self._draining:
+                self._pump.flush()
+            return await self._pump.run()
         start = loop.time()
         for body, offset in self.parts:
-            if offset:
-                wait = start + offset - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            if offset and not self._draining:
+                await self._sleep(start + offset - loop.time())
             await send({"type": "http.response.body", "body": body, "more_body": True})
         return True
 
@@ -186,6 +253,16 @@ class _Pump:
         self.pending: Part | None = None
         self.handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self.done: asyncio.Future[None] = self.loop.create_future()
+        self.flushing = False  # the server is stopping: every part is due now
+
+    def flush(self) -> None:
+        """Write every part left now, whatever its deadline (the server is stopping)."""
+        if self.flushing or self.done.done():
+            return
+        self.flushing = True
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = self.loop.call_soon(self.step)
 
     async def run(self) -> bool:
         """True when every part was written; False when the connection closed first."""
@@ -211,7 +288,7 @@ class _Pump:
                     if self.pending is None:
                         break
                 body, offset = self.pending
-                if offset:
+                if offset and not self.flushing:
                     due = self.start + offset
                     if due > self.loop.time() + EARLY_S:
                         self.handle = self.loop.call_at(due, self.step)

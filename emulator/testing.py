@@ -24,6 +24,7 @@ import yaml
 
 from emulator.control_http import TOKEN_HEADER
 from emulator.journal import TEST_ID_HEADER
+from emulator.server import GracefulServer
 from emulator.test_scope import scoped_root
 
 CONTROL = "/_emulator"
@@ -69,20 +70,22 @@ class EmulatorServer:
         if not self.url:
             self._start_thread()
         headers = {TOKEN_HEADER: self.control_token} if self.control_token else {}
+        headers["x-emulator-client"] = "tokenhub-emulator.testing"  # a POST a web page could not send (control_http)
         self._control = httpx.Client(base_url=self.url + CONTROL, headers=headers, timeout=30)
         return self
 
     def _start_thread(self) -> None:
-        from emulator.app import Runtime, build_app
+        from emulator.app import Runtime, build_app, error_body_for
         from emulator.cli import _bind
         from emulator.config import Settings
+        from emulator.server import server_config
 
         settings = Settings(port=0, scenarios=self.scenarios, seed=self.seed, log_level="warning")
         runtime = Runtime.from_settings(settings)  # raises ScenarioError for bad session scenarios
         sock = _bind(settings.host, 0)
         ready = threading.Event()
         self._server = _NotifyingServer(
-            uvicorn.Config(build_app(settings, runtime), log_level="warning", access_log=False), ready
+            server_config(build_app(settings, runtime), settings, error_body_for(runtime)), ready
         )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="tokenhub-emulator", daemon=True
@@ -118,7 +121,7 @@ class EmulatorServer:
         return EmulatorTest(self, test_id, base_dir, name)
 
 
-class _NotifyingServer(uvicorn.Server):
+class _NotifyingServer(GracefulServer):
     """Sets an event once it listens, so starting waits on that and never sleeps."""
 
     def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:

@@ -20,12 +20,14 @@ import watchfiles
 
 from emulator.scenarios import ScenarioError, load_scenarios
 from emulator.scenarios.loader import SUFFIXES
+from emulator.server import GracefulServer
 
 if TYPE_CHECKING:
     from emulator.app import Runtime
 
 log = logging.getLogger("uvicorn.error.watch")  # printed by uvicorn's handler, at --log-level
 DEBOUNCE_MS = 100  # editors write a file in several steps; wait this long for them to settle
+REAPPEAR_S = 0.3  # a deleted file may be on its way back (an editor's or git's replace): wait before reloading
 
 
 def reload(runtime: Runtime) -> bool:
@@ -74,14 +76,18 @@ async def watch(runtime: Runtime, stop: asyncio.Event) -> None:
     if not paths:
         log.warning("--watch: no scenario paths to watch")
         return
-    async for _changes in watchfiles.awatch(
+    async for changes in watchfiles.awatch(
         *watched_roots(paths), watch_filter=ScenarioFilter(paths), stop_event=stop, debounce=DEBOUNCE_MS, step=50
     ):
+        if any(change == watchfiles.Change.deleted for change, _ in changes):
+            # Reloading now would serve the folder without the file until it is back; the previous scenarios
+            # keep serving while it has the time to come back.
+            await asyncio.sleep(REAPPEAR_S)
         reload(runtime)
 
 
-class WatchingServer(uvicorn.Server):
-    """uvicorn's server, plus the watch task on its own event loop for as long as it serves."""
+class WatchingServer(GracefulServer):
+    """The server, plus the watch task on its own event loop for as long as it serves."""
 
     def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
         super().__init__(config)

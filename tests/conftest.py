@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -19,10 +20,17 @@ collect_ignore = ["docs"]  # files the documentation's examples use (tests/test_
 
 
 class RunningServer:
-    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], url: str, log: Any = None) -> None:
         self.process = process
         self.url = url
         self.base_url = url + "/v1"
+        self.log = log  # the server's stderr, a temporary file
+
+    def read_log(self) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read()
 
     def openai(self, **kwargs) -> openai.OpenAI:
         kwargs.setdefault("max_retries", 0)
@@ -63,7 +71,7 @@ def start_server(*args: str, env: dict[str, str] | None = None) -> RunningServer
         process.wait(timeout=10)
         log.seek(0)
         raise RuntimeError(f"server did not start: {line!r} {log.read()}")
-    return RunningServer(process, line.rsplit(" ", 1)[-1].strip())
+    return RunningServer(process, line.rsplit(" ", 1)[-1].strip(), log)
 
 
 def stop_server(server: RunningServer) -> None:

@@ -9,7 +9,7 @@ from emulator.app import build_app
 from emulator.config import Settings
 from emulator.test_scope import scoped_root
 
-AUTH = {"authorization": "Bearer sk-test-1234567890"}
+AUTH = {"authorization": "Bearer sk-test-abcdef-1234567890"}
 PING = """
 rules:
   - name: ping
@@ -27,7 +27,7 @@ rules:
 
 
 def client(**settings) -> TestClient:
-    return TestClient(build_app(Settings(**settings)), raise_server_exceptions=False)
+    return TestClient(build_app(Settings(**settings)), base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 def ask(http: TestClient, text: str, test_id: str | None = None, **body):
@@ -109,7 +109,8 @@ def test_reset_of_a_test_forgets_its_sequences_scenarios_and_journal(http):
     assert ask(http, "flaky", "a").status_code == 503
     assert content(ask(http, "flaky", "a")) == "fine"
     assert ask(http, "flaky", "b").status_code == 503
-    assert http.post("/_emulator/reset", params={"test_id": "a"}).json() == {"reset": True, "test_id": "a"}
+    reset = http.post("/_emulator/reset", params={"test_id": "a"}, headers={"content-type": "application/json"})
+    assert reset.json() == {"reset": True, "test_id": "a"}
     assert http.get("/_emulator/journal", params={"test_id": "a"}).json()["data"] == []
     assert len(http.get("/_emulator/journal", params={"test_id": "b"}).json()["data"]) == 1
     assert ask(http, "flaky", "a").status_code == 503  # the sequence starts over for a …
@@ -128,7 +129,8 @@ def test_bad_yaml_answers_400_with_positions(http):
     assert syntax.status_code == 400 and syntax.json()["error"]["problems"][0]["line"] >= 1
 
 
-def test_load_from_a_server_side_path_and_json_body(http, tmp_path):
+def test_load_from_a_server_side_path_and_json_body(tmp_path):
+    http = client(scenario_roots=[tmp_path])
     path = tmp_path / "pp.yaml"
     path.write_text(PING)
     response = http.post("/_emulator/scenarios", json={"path": str(path)})
@@ -138,13 +140,15 @@ def test_load_from_a_server_side_path_and_json_body(http, tmp_path):
     replaced = http.post("/_emulator/scenarios", json={"yaml": FLAKY, "name": "f", "replace": True})
     assert [s["name"] for s in replaced.json()["scenarios"]] == ["f"]
     gone = http.post("/_emulator/scenarios", json={"path": str(tmp_path / "nope.yaml")})
-    assert gone.status_code == 400 and "no such file" in gone.json()["error"]["message"]
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "path_not_found"
+    relative = http.post("/_emulator/scenarios", json={"path": "pp.yaml"})  # inside the roots
+    assert relative.status_code == 201, relative.text
 
 
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status"),
     [
-        ("post", "/_emulator/scenarios", {"content": b"\xff\xfe", "headers": {"content-type": "text/plain"}}, 400),
+        ("post", "/_emulator/scenarios", {"content": b"\xff\xfe", "headers": {"content-type": "text/yaml"}}, 400),
         ("post", "/_emulator/scenarios", {"content": b"", "headers": {"content-type": "application/yaml"}}, 400),
         ("post", "/_emulator/scenarios", {"content": b"{", "headers": {"content-type": "application/json"}}, 400),
         ("post", "/_emulator/scenarios", {"json": [1]}, 400),
@@ -153,13 +157,14 @@ def test_load_from_a_server_side_path_and_json_body(http, tmp_path):
         (
             "post",
             "/_emulator/scenarios?replace=maybe",
-            {"content": PING, "headers": {"content-type": "text/plain"}},
+            {"content": PING, "headers": {"content-type": "text/plain", "x-emulator-test-id": "t"}},
             400,
         ),
         ("post", "/_emulator/fail_next", {"json": {"status": 200}}, 400),
         ("post", "/_emulator/fail_next", {"json": {"count": 0}}, 400),
         ("post", "/_emulator/fail_next", {"json": {"headers": []}}, 400),
-        ("post", "/_emulator/fail_next", {"content": b"nope"}, 400),
+        ("post", "/_emulator/fail_next", {"content": b"nope", "headers": {"x-emulator-test-id": "t"}}, 400),
+        ("post", "/_emulator/fail_next", {"content": b"nope"}, 415),
         ("get", "/_emulator/journal?status=abc", {}, 400),
         ("get", "/_emulator/journal?since=yesterday", {}, 400),
         ("get", "/_emulator/journal/999", {}, 404),

@@ -16,7 +16,7 @@ PING = "rules:\n  - name: ping\n    when: {last_user: ping}\n    reply: {content
 
 @pytest.fixture(scope="module")
 def http() -> TestClient:
-    return TestClient(build_app(Settings()), raise_server_exceptions=False)
+    return TestClient(build_app(Settings()), base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,10 @@ def test_answers_match_the_documented_schemas(http, document):
         ("/scenarios/{name}", "delete", http.delete("/_emulator/scenarios/nothing")),
         ("/scenarios", "delete", http.delete("/_emulator/scenarios")),
         ("/journal", "delete", http.delete("/_emulator/journal", headers=scoped)),
+        ("/reset", "post", http.post("/_emulator/reset", headers=scoped)),
         ("/reset", "post", http.post("/_emulator/reset")),
+        ("/journal", "get", http.get("/_emulator/journal", headers={"origin": "https://evil.example"})),
+        ("/scenarios", "post", http.post("/_emulator/scenarios", json={"path": "/etc/passwd"})),
     ]
     for path, method, response in calls:
         _conforms(document, path, method, response)

@@ -147,8 +147,10 @@ def test_401_missing_and_wrong_key(gateway):
     with gateway.http(headers={"authorization": ""}) as http:
         error = error_of(http.post("/v1/chat/completions", json={"model": "glm-5", "messages": MESSAGES}), 401)
     assert error["type"] == "authentication_error" and error["code"] == "authentication_error"
-    error = error_of(chat(gateway, {"model": "glm-5", "messages": MESSAGES}, key="sk-wrong-key-123456"), 401)
-    assert "sk-wrong-key-123456" not in error["message"] and "3456" in error["message"]
+    error = error_of(chat(gateway, {"model": "glm-5", "messages": MESSAGES}, key="sk-wrong-key-1234567890"), 401)
+    assert "sk-wrong-key-1234567890" not in error["message"] and "7890" in error["message"]
+    short = error_of(chat(gateway, {"model": "glm-5", "messages": MESSAGES}, key="sk-short9"), 401)
+    assert "short" not in short["message"] and "****" in short["message"]  # a short key: nothing of it
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(api_key="sk-nope", base_url=gateway.base_url, max_retries=0).models.list()
 

@@ -55,7 +55,9 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(build_app(Settings(scenarios=[SCENARIOS])), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        build_app(Settings(scenarios=[SCENARIOS])), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 
@@ -155,6 +157,24 @@ def test_any_content_type(client, content_type):
 )
 def test_known_hostile_bodies(client, body):
     assert_clean(client.post("/v1/chat/completions", content=body, headers=HEADERS))
+
+
+REASONING = {"type": "reasoning", "id": "rs_1", "summary": []}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # found by the fuzzer: base64 of non-ASCII text raised ValueError, a 500
+        {**VALID_RESPONSES, "input": [{**REASONING, "encrypted_content": "é"}, *VALID_RESPONSES["input"]]},
+        {**VALID_RESPONSES, "input": [{**REASONING, "encrypted_content": "\ud800"}, *VALID_RESPONSES["input"]]},
+        {**VALID_RESPONSES, "input": [{**REASONING, "encrypted_content": "/w=="}, *VALID_RESPONSES["input"]]},
+        {**VALID_RESPONSES, "input": [{"type": "item_reference", "id": "x" * 100_000}]},
+    ],
+    ids=["reasoning-non-ascii", "reasoning-surrogate", "reasoning-not-utf8", "long-reference"],
+)
+def test_known_hostile_responses_bodies(client, body):
+    assert_clean(client.post("/v1/responses", content=json.dumps(body).encode(), headers=HEADERS))
 
 
 @FUZZ

@@ -28,7 +28,7 @@ from emulator.shaping import Shaped, Usage, shape
 from emulator.streaming import _Pump
 from emulator.tokens import count_text, split_tokens
 
-AUTH = {"authorization": "Bearer sk-test-1234567890"}
+AUTH = {"authorization": "Bearer sk-test-abcdef-1234567890"}
 ODD_TEXT = 'quote " backslash \\ newline \n tab \t nul \x00 line-sep \u2028 é 你好 🙂'
 
 
@@ -102,7 +102,7 @@ def test_ids_have_the_bits_of_uuid4():
 
 
 def test_a_journal_entry_is_the_entry_its_dataclass_would_make():
-    headers = {"authorization": "Bearer sk-1234567890", "x-emulator-test-id": "t-1", "host": "x"}
+    headers = {"authorization": "Bearer sk-1234567890abcdef7890", "x-emulator-test-id": "t-1", "host": "x"}
     opened = Journal().open("POST", "/v1/chat/completions", headers, "chat", "req_1")
     made = Entry(
         id=opened.id,
@@ -117,6 +117,7 @@ def test_a_journal_entry_is_the_entry_its_dataclass_would_make():
     )
     assert opened == made and opened.as_dict() == made.as_dict() and repr(opened) == repr(made)
     held = ["_" + f.name if isinstance(getattr(Entry, f.name, None), property) else f.name for f in fields(Entry)]
+    assert opened.size and not made.size  # what the journal counts the entry as: not part of what it is
     assert list(vars(opened)) == held  # every field, and only those: Journal.open lists them one by one
     opened.response_headers = {"a": "b"}
     assert opened.as_dict()["response_headers"] == {"a": "b"}
@@ -153,7 +154,7 @@ async def test_parts_due_together_leave_in_one_write():
 
 def test_a_repeated_header_keeps_every_value_where_it_did():
     app = build_app(Settings())
-    with TestClient(app, raise_server_exceptions=False) as http:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as http:
         scenario = "rules:\n  - when: {last_user: dup}\n    reply: {content: '{{ headers.x-dup }}'}\n"
         assert http.post(
             "/_emulator/scenarios", content=scenario, headers={"content-type": "application/yaml"}

@@ -111,7 +111,9 @@ def client():
         with httpx.Client(base_url=URL, timeout=60) as real:
             yield real
         return
-    with TestClient(build_app(Settings(scenarios=[SCENARIOS])), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        build_app(Settings(scenarios=[SCENARIOS])), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 
@@ -363,7 +365,7 @@ def control_client():
         with httpx.Client(base_url=CONTROL_URL, timeout=60) as real:
             yield real
         return
-    with TestClient(CONTROL_APP, raise_server_exceptions=False) as test_client:
+    with TestClient(CONTROL_APP, base_url="http://127.0.0.1", raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -389,7 +391,7 @@ def test_fail_next_headers_are_checked_before_they_break_a_reply(control_client,
     assert queued.status_code in (201, 400), queued.text
     reply = control_client.post("/v1/chat/completions", json=VALID_CHAT, headers=HEADERS)
     assert reply.status_code == (503 if queued.status_code == 201 else 200), reply.text[:300]
-    control_client.post("/_emulator/reset")
+    control_client.post("/_emulator/reset", headers={"content-type": "application/json"})
 
 
 @pytest.mark.parametrize("text", ["a: !!int hi\n", "rules: !!bool maybe\n"])
@@ -412,7 +414,7 @@ def test_a_405_on_a_control_path_lists_every_method(control_client):
 def clean(control_client) -> None:
     """What the fuzzing may have switched on (faults, failures, scenarios) is switched off."""
     control_client.delete("/_emulator/faults")
-    control_client.post("/_emulator/reset")
+    control_client.post("/_emulator/reset", headers={"content-type": "application/json"})
 
 
 def test_control_still_alive(control_client):

@@ -136,7 +136,9 @@ def test_record_then_replay_offline_chat(upstream, tmp_path):
         _, recorded_ttft = streamed(recorder, "think")
     finally:
         stop_server(recorder)
-    httpx.post(upstream.url + "/_emulator/reset")  # its sequence starts over
+    httpx.post(
+        upstream.url + "/_emulator/reset", headers={"content-type": "application/json"}
+    )  # its sequence starts over
     assert recorded == conversation(upstream)
     text = out.read_text()
     assert KEY not in text and "supersecret" not in text and "authorization" not in text.lower()

@@ -260,7 +260,7 @@ R = "rules:\n  - "  # most cases are one rule
         case(
             R + "when: {last_user: {regex: '('}}\n    reply: {}\n",
             "'('",
-            "invalid regex in last_user: missing ), unterminated subpattern at position 0",
+            "invalid regex in last_user: missing ) at position 0 (scenario regexes are RE2",
         ),
         case(
             R + "when: {system: {contains: a, regex: b}}\n    reply: {}\n",
@@ -332,7 +332,7 @@ R = "rules:\n  - "  # most cases are one rule
         case(
             R + "when: {headers: {x-a: {regex: '['}}}\n    reply: {}\n",
             "'['",
-            "invalid regex in header 'x-a': unterminated character set at position 0",
+            "invalid regex in header 'x-a': missing ] at position 0 (scenario regexes are RE2",
         ),
         case(
             R + "when: {body: {'a..b': 1}}\n    reply: {}\n",

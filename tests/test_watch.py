@@ -92,3 +92,19 @@ def test_filter_takes_the_named_files_and_yaml_in_folders(tmp_path):
     assert accepts(None, str(folder / "new.yml"))
     assert not accepts(None, str(folder / "notes.txt"))
     assert not accepts(None, str(tmp_path / "other.yaml"))
+
+
+def test_a_file_deleted_and_written_again_is_never_missing(watched):
+    """An editor's or git's replace deletes the file first: the rules it held must not stop answering meanwhile."""
+    server, scenario = watched
+    with server.http() as http:
+        for version, gap in (("two", 0.03), ("three", 0.15)):
+            scenario.unlink()
+            time.sleep(gap)  # the replace's own pace, not a wait for the server
+            scenario.write_text(RULE.format(answer=version))
+            deadline = time.monotonic() + 15
+            seen = set()
+            while (answer := ask(http)) != version:
+                seen.add(answer)
+                assert time.monotonic() < deadline, seen
+            assert seen <= {"one", "two"}, seen  # the previous version until the new one: never no rule

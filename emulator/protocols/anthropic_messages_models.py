@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from emulator.protocols.validation import FAIL_FAST
+
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,128}$"
 MIN_THINKING_BUDGET = 1024
 
@@ -37,7 +39,7 @@ class Cacheable(_Lenient):
 class TextBlock(Cacheable):
     type: Literal["text"]
     text: str
-    citations: list[dict[str, Any]] | None = None
+    citations: Annotated[list[dict[str, Any]], FAIL_FAST] | None = None
 
 
 class ImageBlock(Cacheable):
@@ -56,7 +58,7 @@ class SearchResultBlock(Cacheable):
     type: Literal["search_result"]
     source: str
     title: str
-    content: list[TextBlock]
+    content: Annotated[list[TextBlock], FAIL_FAST]
 
 
 class ThinkingBlock(_Lenient):
@@ -122,7 +124,7 @@ ToolResultPart = Annotated[
 class ToolResultBlock(Cacheable):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: str | list[ToolResultPart] | None = None
+    content: str | Annotated[list[ToolResultPart], FAIL_FAST] | None = None
     is_error: bool | None = None
 
 
@@ -143,7 +145,7 @@ ContentBlock = Annotated[
 
 class InputMessage(_Lenient):
     role: Literal["user", "assistant"]
-    content: str | list[ContentBlock]
+    content: str | Annotated[list[ContentBlock], FAIL_FAST]
 
 
 SystemBlock = Annotated[TextBlock | ToolChangeBlock, Field(discriminator="type")]
@@ -153,7 +155,7 @@ class SystemMessage(_Lenient):
     """A mid-conversation `role: "system"` message: instructions (and tool changes) from that point on."""
 
     role: Literal["system"]
-    content: str | list[SystemBlock] | None = None
+    content: str | Annotated[list[SystemBlock], FAIL_FAST] | None = None
     clear_at: Literal["next_user_message", "never"] | None = None  # "next_user_message": shown for one turn only
     output_config: dict[str, Any] | None = None  # per-turn settings (effort)
 
@@ -193,7 +195,7 @@ def result_text(content: str | list[Any] | None) -> str:
 class InputSchema(_Lenient):
     type: Literal["object"]
     properties: dict[str, Any] | None = None
-    required: list[str] | None = None
+    required: Annotated[list[str], FAIL_FAST] | None = None
 
 
 class CustomTool(Cacheable):
@@ -293,9 +295,9 @@ class CountTokensRequest(_Lenient):
     """`POST /v1/messages/count_tokens`: the prompt part of a request."""
 
     model: str
-    messages: list[AnyMessage]
-    system: str | list[TextBlock] | None = None
-    tools: list[ToolDefinition] | None = None
+    messages: Annotated[list[AnyMessage], FAIL_FAST]
+    system: str | Annotated[list[TextBlock], FAIL_FAST] | None = None
+    tools: Annotated[list[ToolDefinition], FAIL_FAST] | None = None
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     cache_control: CacheControl | None = None
@@ -305,7 +307,7 @@ class MessagesRequest(CountTokensRequest):
     """`POST /v1/messages`. `temperature` is checked against [0, 2] here; a profile may narrow it."""
 
     max_tokens: Annotated[int, Field(ge=1)]
-    stop_sequences: list[str] | None = None
+    stop_sequences: Annotated[list[str], FAIL_FAST] | None = None
     stream: bool | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
@@ -313,5 +315,5 @@ class MessagesRequest(CountTokensRequest):
     metadata: Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     container: str | dict[str, Any] | None = None
-    mcp_servers: list[dict[str, Any]] | None = None
+    mcp_servers: Annotated[list[dict[str, Any]], FAIL_FAST] | None = None
     thread: Thread | None = None

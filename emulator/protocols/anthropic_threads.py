@@ -5,24 +5,25 @@ a later one with `{"type": "continue", "previous_message_id": id}` sends only th
 server puts the kept ones (and the kept `system` and `tools`) in front of them. The Anthropic SDKs' tool runners
 work this way by default.
 
-Each kept reply holds the whole conversation that led to it, its own answer included, so scenario rules see every
-turn and a thread still continues after older replies were evicted. It is kept when the reply is decided, before
-the first byte is sent: a client that drops the stream can still continue from it. Each reply is continued at most
-once (`thread_already_continued`), as the API allows. The store is bounded (least recently used out first) and
-scoped by test id: a test never continues another test's thread.
+Each kept reply is one turn of a chain (emulator/chain_store.py): the messages its request added and its answer,
+kept once, pointing at the reply it continues; the whole conversation that led to it is read along the chain, so
+scenario rules see every turn, a thread still continues after older replies were evicted, and a thread of n turns
+costs n turns' messages, not n conversations. It is kept when the reply is decided, before the first byte is
+sent: a client that drops the stream can still continue from it. Each reply is continued at most once
+(`thread_already_continued`), as the API allows. The store is bounded in replies and in bytes (least recently
+used out first, `--store-bytes`) and scoped by test id: a test never continues another test's thread.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore
 from emulator.errors import ApiError
 from emulator.protocols import anthropic_messages_models as m
 
-DEFAULT_LIMIT = 10_000
+DEFAULT_LIMIT = DEFAULT_LINKS
 CREATE_ONLY_FIELDS = ("system", "tools")  # a `continue` takes these from the thread
 
 
@@ -44,11 +45,18 @@ def thread_error(status: int, message: str, error_code: str) -> ApiError:
     return ApiError(status, message, code=error_code, param="thread.previous_message_id")
 
 
-class ThreadStore:
-    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
-        self._limit = limit
-        self._kept: OrderedDict[str, KeptReply] = OrderedDict()
-        self._lock = threading.Lock()
+@dataclass
+class _Turn:
+    """What a kept reply's link holds besides its messages."""
+
+    system: Any
+    tools: Any
+    continued: bool = False
+
+
+class ThreadStore(ChainedStore[_Turn]):
+    def __init__(self, limit: int = DEFAULT_LIMIT, max_bytes: int = DEFAULT_BYTES) -> None:
+        super().__init__(limit, max_bytes, item_id=lambda message: None)  # messages have no ids to look up
 
     def continued_request(self, request: m.MessagesRequest, test_id: str) -> tuple[m.MessagesRequest, int]:
         """The request as the model sees it: the kept conversation, then the new messages, with the thread's
@@ -89,30 +97,17 @@ class ThreadStore:
         return whole, len(previous.messages)
 
     def keep(self, reply: KeptReply, continues: str | None) -> None:
-        """Keep `reply`; the reply it continues (if any) may not be continued again."""
-        with self._lock:
-            if continues is not None and continues in self._kept:
-                self._kept[continues] = replace(self._kept[continues], continued=True)
-            self._kept[reply.id] = reply
-            self._kept.move_to_end(reply.id)
-            while len(self._kept) > self._limit:
-                self._kept.popitem(last=False)
+        """Keep `reply` (its conversation: what the reply it continues holds, then its own messages); the reply it
+        continues (if any) may not be continued again."""
+        parent = self._chains.get(continues, reply.test_id) if continues is not None else None
+        if parent is not None:
+            parent.value.continued = True
+        own = reply.messages[parent.length :] if parent is not None else reply.messages
+        self._chains.put(reply.id, own, _Turn(reply.system, reply.tools), parent=parent, test_id=reply.test_id)
 
     def get(self, message_id: str, test_id: str) -> KeptReply | None:
-        with self._lock:
-            kept = self._kept.get(message_id)
-            if kept is None or kept.test_id != test_id:
-                return None
-            self._kept.move_to_end(message_id)
-            return kept
-
-    def clear(self, test_id: str | None = None) -> None:
-        with self._lock:
-            if test_id is None:
-                self._kept.clear()
-                return
-            for key in [k for k, kept in self._kept.items() if kept.test_id == test_id]:
-                del self._kept[key]
-
-    def __len__(self) -> int:
-        return len(self._kept)
+        link = self._chains.get(message_id, test_id)
+        if link is None:
+            return None
+        turn = link.value
+        return KeptReply(link.key, tuple(link.conversation()), turn.system, turn.tools, link.test_id, turn.continued)

@@ -37,6 +37,11 @@ class Adapter:
         """The caller's API key; raise ApiError(401) when it is missing or not accepted."""
         raise NotImplementedError
 
+    def long_read(self, body: Any) -> bool:
+        """Whether reading this request is long work besides its own size (a long conversation it continues, kept
+        by the server): the pipeline then reads it in a worker thread."""
+        return False
+
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, Any]:
         """The neutral Exchange and whatever options rendering needs; raise ApiError(400…) for bad input."""
         raise NotImplementedError

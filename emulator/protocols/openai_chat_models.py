@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from emulator.protocols.validation import FAIL_FAST
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
@@ -107,20 +109,20 @@ ToolCallIn = Annotated[
 
 class SystemMessage(_Lenient):
     role: Literal["system", "developer"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], FAIL_FAST]
     name: str | None = None
 
 
 class UserMessage(_Lenient):
     role: Literal["user"]
-    content: str | list[UserPart]
+    content: str | Annotated[list[UserPart], FAIL_FAST]
     name: str | None = None
 
 
 class AssistantMessage(_Lenient):
     role: Literal["assistant"]
-    content: str | list[AssistantPart] | None = None
-    tool_calls: list[ToolCallIn] | None = None
+    content: str | Annotated[list[AssistantPart], FAIL_FAST] | None = None
+    tool_calls: Annotated[list[ToolCallIn], FAIL_FAST] | None = None
     reasoning_content: str | None = None
     refusal: str | None = None
     name: str | None = None
@@ -128,7 +130,7 @@ class AssistantMessage(_Lenient):
 
 class ToolMessage(_Lenient):
     role: Literal["tool"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], FAIL_FAST]
     tool_call_id: str
 
 
@@ -193,7 +195,7 @@ class NamedCustomToolChoice(_Lenient):
 
 class AllowedTools(_Lenient):
     mode: Literal["auto", "required"]
-    tools: list[dict[str, Any]]
+    tools: Annotated[list[dict[str, Any]], FAIL_FAST]
 
 
 class AllowedToolsChoice(_Lenient):
@@ -237,7 +239,7 @@ ResponseFormat = Annotated[
 
 class ChatCompletionRequest(_Lenient):
     model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: Annotated[list[ChatMessage], FAIL_FAST] = Field(min_length=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -245,7 +247,7 @@ class ChatCompletionRequest(_Lenient):
     n: int | None = Field(default=None, ge=1, le=128)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], FAIL_FAST] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, int] | None = None
@@ -253,7 +255,7 @@ class ChatCompletionRequest(_Lenient):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     seed: int | None = None
     user: str | None = None
-    tools: list[ToolDefinition] | None = None
+    tools: Annotated[list[ToolDefinition], FAIL_FAST] | None = None
     tool_choice: Literal["none", "auto", "required"] | ObjectToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None

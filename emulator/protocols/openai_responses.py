@@ -13,7 +13,7 @@ import base64
 import binascii
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from emulator.errors import ApiError
 from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
-from emulator.http import bearer_key, json_response
+from emulator.http import bearer_key, json_response, json_text_response
 from emulator.ids import uuid4_hex
 from emulator.journal import TEST_ID_HEADER
 from emulator.profiles import Catalog, Profile
@@ -41,6 +41,7 @@ TOOL_CHOICE_MODES = ("none", "auto", "required")
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 INPUT_ITEMS_DEFAULT_LIMIT = 20
 INPUT_ITEMS_MAX_LIMIT = 100
+LONG_CONVERSATION = 2_000  # items: a request continuing more is read and answered in a worker thread
 
 
 def new_id(prefix: str) -> str:
@@ -53,7 +54,9 @@ class ResponsesOptions:
     """What rendering needs beyond the Exchange: the request fields the Response repeats, and what to store."""
 
     echo: Mapping[str, Any]
-    input_items: tuple[Item, ...]  # the conversation so far, stored with the response
+    new_items: tuple[Item, ...]  # this request's input items, stored with the response
+    previous: StoredResponse | None = None  # the stored response it continues
+    reading: Reading | None = None  # the conversation read so far, kept with the response for the next turn
     store: bool = True
     include: frozenset[str] = frozenset()
     test_id: str = ""
@@ -134,7 +137,7 @@ def _reasoning_text(item: Mapping[str, Any]) -> str:
         return text
     try:
         return base64.b64decode(item["encrypted_content"], validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # not base64 (ValueError: not ASCII), or not UTF-8 once decoded
         return ""
 
 
@@ -162,41 +165,72 @@ def _last_open(calls: Mapping[str, ToolCall], answered: set[str], name: str | No
     return open_calls[-1] if open_calls else None
 
 
+@dataclass
+class Reading:
+    """A conversation read into Messages so far, with what reading on needs: the tool calls made, those answered.
+
+    A stored response keeps the reading of its conversation (on the newest turn of a chain only), so that a
+    request continuing it reads its own items, not the whole conversation again: a chain of n turns costs n
+    reads, not n²/2.
+    """
+
+    messages: list[Message] = field(default_factory=list)
+    calls: dict[str, ToolCall] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
+
+    def copy(self) -> Reading:
+        """A reading to go on from, leaving this one as it is (the last message is the one reading on changes)."""
+        messages = list(self.messages)
+        if messages:
+            messages[-1] = replace(messages[-1], tool_calls=list(messages[-1].tool_calls))
+        return Reading(messages, dict(self.calls), set(self.answered))
+
+    def read(self, items: Sequence[Item], named: bool = False) -> Reading:
+        """Read `items` on; a bad one is named `input[i]` in the 400 when `named` (the request's own items)."""
+        messages, calls, answered = self.messages, self.calls, self.answered
+        for position, item in enumerate(items):
+            kind = item.get("type")
+            if kind == "message":
+                _add_message(messages, item)
+            elif kind == "reasoning":
+                _assistant_turn(messages, fresh_if_spoken=True).reasoning = _reasoning_text(item)
+            elif kind == "function_call":
+                call = ToolCall(item["call_id"], item["name"], item["arguments"])
+                calls[call.id] = call
+                _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
+            elif kind == "function_call_output":
+                call_id = item.get("call_id")
+                call = calls.get(call_id) if call_id else _last_open(calls, answered, item.get("name"))
+                if call is None:
+                    where = f"input[{position}].call_id" if named else "input"
+                    raise ApiError.invalid(
+                        f"No tool call found for function call output with call_id {call_id}."
+                        if call_id
+                        else f"Invalid '{where}': no function call before this output is waiting for one; name it.",
+                        param=where,
+                    )
+                answered.add(call.id)
+                output = _texts(item["output"], ("input_text",))
+                messages.append(Message("tool", output, tool_result=ToolResult(call.id, call.name, output)))
+        return self
+
+    def check_answered(self) -> None:
+        unanswered = [call_id for call_id in self.calls if call_id not in self.answered]
+        if unanswered:
+            raise ApiError.invalid(f"No tool output found for function call {unanswered[0]}.", param="input")
+
+
 def conversation(items: Sequence[Item], first_new: int = 0) -> list[Message]:
     """The items as Messages, each tool output tied to the call it answers.
 
     Items before `first_new` come from the store; a bad item after it is named as `input[i]` in the 400.
     """
-    messages: list[Message] = []
-    calls: dict[str, ToolCall] = {}
-    answered: set[str] = set()
-    for position, item in enumerate(items):
-        kind = item.get("type")
-        if kind == "message":
-            _add_message(messages, item)
-        elif kind == "reasoning":
-            _assistant_turn(messages, fresh_if_spoken=True).reasoning = _reasoning_text(item)
-        elif kind == "function_call":
-            call = ToolCall(item["call_id"], item["name"], item["arguments"])
-            calls[call.id] = call
-            _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
-        elif kind == "function_call_output":
-            call = calls.get(item["call_id"]) if item.get("call_id") else _last_open(calls, answered, item.get("name"))
-            if call is None:
-                where = f"input[{position - first_new}].call_id" if position >= first_new else "input"
-                raise ApiError.invalid(
-                    f"No tool call found for function call output with call_id {item['call_id']}."
-                    if item.get("call_id")
-                    else f"Invalid '{where}': no function call before this output is waiting for one; name it.",
-                    param=where,
-                )
-            answered.add(call.id)
-            output = _texts(item["output"], ("input_text",))
-            messages.append(Message("tool", output, tool_result=ToolResult(call.id, call.name, output)))
-    unanswered = [call_id for call_id in calls if call_id not in answered]
-    if unanswered:
-        raise ApiError.invalid(f"No tool output found for function call {unanswered[0]}.", param="input")
-    return messages
+    reading = Reading().read(items[:first_new]).read(items[first_new:], named=True)
+    reading.check_answered()
+    return reading.messages
+
+
+READING_BYTES = 400  # what a kept reading costs per message (the Message, its lists), for the store's budget
 
 
 # ── request → Exchange ───────────────────────────────────────────────────────
@@ -291,15 +325,20 @@ def parse(
     request = _validated(body)
     model = catalog.resolve(request.model, profile)
     previous = _previous(request, store)
-    history = previous.conversation if previous is not None else ()
-    items = [*history, *input_items(request, store)]
+    new_items = input_items(request, store)
+    kept = previous.link.derived if previous is not None else None
+    if isinstance(kept, Reading):
+        reading = kept.copy()
+    else:
+        reading = Reading().read(previous.conversation if previous is not None else ())
+    reading.read(new_items, named=True).check_answered()
     instructions = [Message("system", request.instructions)] if request.instructions else []
     tools = _tools(request)
     exchange = Exchange(
         protocol="responses",
         model=model.id,
         requested_model=request.model,
-        messages=instructions + conversation(items, first_new=len(history)),
+        messages=instructions + reading.messages,
         tools=tools,
         tool_choice=_tool_choice(request.tool_choice, tools),
         parallel_tool_calls=request.parallel_tool_calls is not False,
@@ -315,7 +354,9 @@ def parse(
     )
     options = ResponsesOptions(
         echo=_echo(request),
-        input_items=tuple(items),
+        new_items=tuple(new_items),
+        previous=previous,
+        reading=reading,
         store=request.store is not False,
         include=frozenset(request.include or ()),
         test_id=headers.get(TEST_ID_HEADER, ""),
@@ -647,6 +688,11 @@ class ResponsesAdapter(Adapter):
     def authenticate(self, request: Request, context: Context) -> str:
         return bearer_key(request, context.allowed_keys)
 
+    def long_read(self, body: Any) -> bool:
+        previous = body.get("previous_response_id") if isinstance(body, dict) else None
+        stored = self.store.get(previous) if isinstance(previous, str) else None
+        return stored is not None and stored.link.length > LONG_CONVERSATION
+
     def parse(self, body: Any, request: Request, key: str, context: Context) -> tuple[Exchange, ResponsesOptions]:
         exchange, options = parse(body, request.headers, context.catalog, self.store, key, context.profile)
         context.profile.check_ranges({"temperature": exchange.temperature, "top_p": exchange.top_p})
@@ -681,7 +727,12 @@ class ResponsesAdapter(Adapter):
 
     def _kept(self, body: dict[str, Any], options: ResponsesOptions) -> dict[str, Any]:
         if options.store:
-            self.store.put(StoredResponse(body, options.input_items, options.test_id))
+            stored = self.store.put(body, options.new_items, options.previous, options.test_id)
+            if options.reading is not None:  # the reading moves to the newest turn: kept once per chain
+                reading = options.reading.copy().read(body["output"])
+                self.store.keep_reading(stored, reading, READING_BYTES * len(reading.messages))
+                if options.previous is not None:
+                    self.store.keep_reading(options.previous, None, 0)
         return body
 
     def _stored(self, request: Request) -> StoredResponse:
@@ -693,7 +744,7 @@ class ResponsesAdapter(Adapter):
         return stored
 
     async def _retrieve(self, request: Request) -> Response:
-        return json_response(self._stored(request).body)
+        return json_text_response(self._stored(request).text.decode())
 
     async def _delete(self, request: Request) -> Response:
         stored = self._stored(request)

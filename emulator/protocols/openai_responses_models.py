@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
+from emulator.protocols.validation import FAIL_FAST
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
@@ -77,7 +79,7 @@ class OutputText(_Lenient):
 
     type: Literal["output_text"]
     text: str
-    annotations: list[Any] | None = None
+    annotations: Annotated[list[Any], FAIL_FAST] | None = None
 
 
 class Refusal(_Lenient):
@@ -95,7 +97,7 @@ ToolOutputPart = _by_type(InputText, InputImage, InputFile)
 class MessageItem(_Lenient):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[ContentPart]
+    content: str | Annotated[list[ContentPart], FAIL_FAST]
     id: str | None = None
 
 
@@ -110,7 +112,7 @@ class FunctionCallItem(_Lenient):
 class FunctionCallOutputItem(_Lenient):
     type: Literal["function_call_output"]
     call_id: str | None = Field(default=None, min_length=1, max_length=64)  # None: the last open call (of `name`)
-    output: str | list[ToolOutputPart]
+    output: str | Annotated[list[ToolOutputPart], FAIL_FAST]
     name: str | None = None
     id: str | None = None
 
@@ -127,8 +129,8 @@ class ReasoningText(_Lenient):
 
 class ReasoningItem(_Lenient):
     type: Literal["reasoning"]
-    summary: list[SummaryText]
-    content: list[ReasoningText] | None = None
+    summary: Annotated[list[SummaryText], FAIL_FAST]
+    content: Annotated[list[ReasoningText], FAIL_FAST] | None = None
     encrypted_content: str | None = None
     id: str | None = None
 
@@ -243,10 +245,10 @@ class ReasoningParam(_Lenient):
 
 class CreateResponseRequest(_Lenient):
     model: str = Field(min_length=1)
-    input: str | list[InputItem] | None = None
+    input: str | Annotated[list[InputItem], FAIL_FAST] | None = None
     instructions: str | None = None
     previous_response_id: str | None = None
-    tools: list[ToolDefinition] | None = None
+    tools: Annotated[list[ToolDefinition], FAIL_FAST] | None = None
     tool_choice: str | dict[str, Any] | None = None  # checked by the adapter, for a clearer message
     parallel_tool_calls: bool | None = None
     max_output_tokens: int | None = Field(default=None, ge=16)
@@ -263,7 +265,7 @@ class CreateResponseRequest(_Lenient):
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
     user: str | None = None
     truncation: Literal["auto", "disabled"] | None = None
-    include: list[str] | None = None
+    include: Annotated[list[str], FAIL_FAST] | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = Field(default=None, max_length=64)

@@ -5,8 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.types import FailFast
 
 from emulator.errors import ApiError
+
+
+class _FailFast(FailFast):
+    """pydantic's FailFast, hashable, so that it can annotate a list inside a union (`str | list[…]`)."""
+
+    def __hash__(self) -> int:
+        return hash((FailFast, self.fail_fast))
+
+
+# On every list of a request model: validation stops at the first item that fails. Only the first error is ever
+# answered, and without it a 9 MB body of three million `{}` items made three million errors (20 s, 4 GB).
+FAIL_FAST = _FailFast()
 
 _JSON_TYPE_NAMES = {
     str: "string",

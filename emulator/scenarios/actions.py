@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from emulator.exchange import Choice, Exchange, Failure, Reply, ToolCall, UsageOverride, cached
-from emulator.scenarios.templates import Template, template_context
+from emulator.scenarios.templates import RenderBudget, Template, template_context
 
 if TYPE_CHECKING:
     from emulator.faults import FaultRule
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 Then = Literal["repeat_last", "cycle"]
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
 
 @dataclass
 class Run:
@@ -32,12 +33,14 @@ class Run:
     sentences: tuple[int, int] = (1, 3)
     locale: str | None = None  # None: the generator's own locale
     next_count: Callable[[], int] = lambda: 0  # how many times this rule answered before (sequences)
+    render_chars: int | None = None  # what the reply's templates may render to, in all (None: no bound)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def context(self) -> dict[str, Any]:
         if "context" not in self._cache:
-            self._cache["context"] = template_context(self.exchange, self.captures)
+            budget = RenderBudget(self.render_chars) if self.render_chars is not None else None
+            self._cache["context"] = template_context(self.exchange, self.captures, budget)
         return self._cache["context"]
 
     @property
@@ -74,11 +77,13 @@ def conversation_digest(exchange: Exchange) -> str:
 
 @dataclass(frozen=True)
 class Decision:
-    """What a rule answers, with the timing and the fault its rule or sequence step attaches."""
+    """What a rule answers, with the timing and the fault its rule or sequence step attaches; `misses`: the
+    rules the journal should say did not match, and why (the nearest ones, or those the time budget cut)."""
 
     outcome: Reply | Failure
     timing: TimingSpec | None = None
     fault: FaultRule | None = None
+    misses: tuple[Any, ...] = ()  # RuleMiss (emulator/scenarios/engine.py)
 
 
 class Action(ABC):
@@ -105,7 +110,7 @@ class Attached(Action):
         if self.timing is None and self.fault is None:
             return inner
         timing = inner.timing.over(self.timing) if inner.timing is not None else self.timing
-        return Decision(inner.outcome, timing, inner.fault or self.fault)
+        return Decision(inner.outcome, timing, inner.fault or self.fault, inner.misses)
 
 
 # Templated JSON for tool-call arguments: mappings and lists of templates and plain JSON scalars.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +23,9 @@ from emulator.scenarios.matchers import (
     ToolsOffered,
 )
 from emulator.scenarios.problems import Pos
+from emulator.scenarios.regexes import RE2_HINT, RegexError
 from emulator.scenarios.schema import ENDPOINTS, KEYS, PRESENCE, TEXT_KINDS
-from emulator.scenarios.textmatch import TextMatcher, ValueTest
+from emulator.scenarios.textmatch import TextMatcher, ValueTest, segment_problem
 from emulator.scenarios.yamlpos import YList, YMap, to_plain
 
 _MATCHER_HINT = f"text or a text matcher mapping ({words(TEXT_KINDS)})"
@@ -84,16 +84,18 @@ def _matcher_mapping(check: Checker, data: YMap, subject: str, known_keys: bool 
         return INVALID
     try:
         return TextMatcher.build(kind, values, ignore_case)
-    except re.error as error:
+    except RegexError as error:
         return check.error(data.at(kind), regex_problem(values[0], subject, error))
 
 
-def regex_problem(pattern: str, subject: str, error: re.error) -> str:
+def regex_problem(pattern: str, subject: str, error: RegexError) -> str:
     """The pattern as written (not Python's repr, which doubles every backslash) with a caret under the
-    place the regex engine stopped."""
-    if error.pos is None or "\n" in pattern:
-        return f"invalid regex in {subject}: {error.msg}: {pattern}"
-    return f"invalid regex in {subject}: {error.msg} at position {error.pos}\n    {pattern}\n    {' ' * error.pos}^"
+    part RE2 objects to."""
+    if error.position is None or "\n" in pattern:
+        return f"invalid regex in {subject}: {error}: {pattern}"
+    caret = " " * error.position + "^"
+    where = f"{error.reason} at position {error.position} ({RE2_HINT})"
+    return f"invalid regex in {subject}: {where}\n    {pattern}\n    {caret}"
 
 
 def value_test(check: Checker, value: Any, pos: Pos, subject: str) -> Any:
@@ -120,6 +122,10 @@ def _path(check: Checker, key: Any, pos: Pos, what: str) -> Any:
     segments = tuple(key.split("."))
     if "" in segments:
         return check.error(pos, f"{what} {key!r} has an empty part between dots")
+    for segment in segments:
+        problem = segment_problem(segment)
+        if problem is not None:
+            return check.error(pos, f"{what}: {problem}")
     return segments
 
 

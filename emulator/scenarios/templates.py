@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.exchange import Exchange, cached
+from emulator.scenarios.textmatch import segment_problem
 
 # Template variables; True when the variable has fields (`body.metadata.user_id`), False for plain values.
 ROOTS: dict[str, bool] = {
@@ -29,7 +30,7 @@ ROOTS: dict[str, bool] = {
 FILTERS = ("upper", "lower", "title", "trim", "json", "length", "default")
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
-_INDEX = re.compile(r"-?[0-9]+")
+_INDEX = re.compile(r"-?[0-9]{1,18}")  # see textmatch.segment_problem
 _JSON_SCALAR = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false")
 
 
@@ -43,6 +44,31 @@ MISSING: Any = _Missing()
 
 class TemplateError(ValueError):
     """A malformed template; the loader adds the file position."""
+
+
+class RenderTooLarge(Exception):
+    """A reply's templates rendered to more than the budget allows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the reply renders to more than {limit} characters")
+        self.limit = limit
+
+
+class RenderBudget:
+    """How many characters the templates of one reply may still render to (`--max-rendered-chars`)."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.left = self.limit = limit
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise RenderTooLarge(self.limit)
+
+
+BUDGET = "\x00budget"  # the template context key of the RenderBudget: no template path can name it
 
 
 @dataclass(frozen=True)
@@ -74,12 +100,24 @@ class Template:
         return all(isinstance(part, str) for part in self.parts)
 
     def render(self, context: Mapping[str, Any]) -> str:
-        return "".join(part if isinstance(part, str) else to_text(part.evaluate(context)) for part in self.parts)
+        """The text; RenderTooLarge as soon as it passes the context's budget (it is never built whole then)."""
+        budget: RenderBudget | None = context.get(BUDGET)
+        if budget is None:
+            return "".join(part if isinstance(part, str) else to_text(part.evaluate(context)) for part in self.parts)
+        pieces = []
+        for part in self.parts:
+            text = part if isinstance(part, str) else to_text(part.evaluate(context))
+            budget.spend(len(text))
+            pieces.append(text)
+        return "".join(pieces)
 
     def render_value(self, context: Mapping[str, Any]) -> Any:
         """Like render, but a template that is exactly one `{{ }}` keeps the JSON type of its value."""
         if len(self.parts) == 1 and isinstance(self.parts[0], Expr):
             value = self.parts[0].evaluate(context)
+            budget: RenderBudget | None = context.get(BUDGET)
+            if budget is not None:
+                budget.spend(len(value) if isinstance(value, str) else len(to_text(value)))
             return "" if value is MISSING else value
         return self.render(context)
 
@@ -113,9 +151,12 @@ def to_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def template_context(exchange: Exchange, captures: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The values templates can reach for one request."""
+def template_context(
+    exchange: Exchange, captures: Mapping[str, str] | None = None, budget: RenderBudget | None = None
+) -> dict[str, Any]:
+    """The values templates can reach for one request (and the budget their rendering spends)."""
     return {
+        BUDGET: budget,
         "last_user": exchange.last_user_text,
         "system": exchange.system,
         "model": exchange.model,
@@ -194,7 +235,10 @@ def _parse_path(text: str) -> tuple[str, ...]:
     segments = text.split(".")
     for segment in segments:
         if not _SEGMENT.fullmatch(segment):
-            raise TemplateError(f"'{text}' is not a variable path (letters, digits, '_' or '-' joined by dots)")
+            raise TemplateError(f"'{text[:60]}' is not a variable path (letters, digits, '_' or '-' joined by dots)")
+        problem = segment_problem(segment)
+        if problem is not None:
+            raise TemplateError(problem)
     root = segments[0]
     if root not in ROOTS:
         raise TemplateError(f"unknown template variable '{root}'{_suggest(root, ROOTS)}")

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from emulator.scenarios.regexes import MatchTimeout, Regex
+
 TextKind = Literal["equals", "contains", "starts_with", "ends_with", "regex"]
 _VERBS: dict[str, tuple[str, str]] = {  # kind → (describe verb, negated verb for explain)
     "equals": ("equals", "does not equal"),
@@ -17,7 +19,15 @@ _VERBS: dict[str, tuple[str, str]] = {  # kind → (describe verb, negated verb 
     "regex": ("matches", "does not match"),
 }
 MISSING: Any = object()  # a path that leads nowhere
-_INDEX = re.compile(r"-?[0-9]+")
+_INDEX = re.compile(r"-?[0-9]{1,18}")  # a longer run of digits indexes no list (and int() refuses 4,300 and more)
+MAX_INDEX_DIGITS = 18
+
+
+def segment_problem(segment: str) -> str | None:
+    """Why a path segment can never lead anywhere: a number too long to index any list."""
+    if len(segment.lstrip("-")) > MAX_INDEX_DIGITS and segment.lstrip("-").isdigit():
+        return f"the list index {segment[:20]}… has more than {MAX_INDEX_DIGITS} digits and can never match"
+    return None
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -70,19 +80,19 @@ class TextMatcher:
     kind: TextKind
     values: tuple[str, ...]  # `contains` may list several that must all appear
     ignore_case: bool = False
-    pattern: re.Pattern[str] | None = field(default=None, compare=False)
+    pattern: Regex | None = field(default=None, compare=False)
     folded: tuple[str, ...] = field(default=(), compare=False)  # values, case-folded when ignoring case
 
     @classmethod
     def build(cls, kind: TextKind, values: tuple[str, ...], ignore_case: bool = False) -> TextMatcher:
-        """Raises re.error for an invalid regex."""
-        pattern = re.compile(values[0], re.IGNORECASE if ignore_case else 0) if kind == "regex" else None
+        """Raises RegexError for a regex RE2 does not accept."""
+        pattern = Regex(values[0], ignore_case) if kind == "regex" else None
         folded = tuple(v.casefold() for v in values) if ignore_case else values
         return cls(kind, values, ignore_case, pattern, folded)
 
     def matches(self, text: str) -> bool:
         if self.pattern is not None:
-            return self.pattern.search(text) is not None
+            return self.pattern.found(text)
         values = self.folded
         if self.ignore_case:
             text = text.casefold()
@@ -96,7 +106,10 @@ class TextMatcher:
 
     def captures(self, text: str) -> dict[str, str]:
         """Regex groups by number (0 is the whole match) and by name."""
-        found = self.pattern.search(text) if self.pattern is not None else None
+        try:
+            found = self.pattern.search(text) if self.pattern is not None else None
+        except MatchTimeout:
+            return {}
         if found is None:
             return {}
         groups = {str(i): g or "" for i, g in enumerate([found.group(0), *found.groups()])}
@@ -113,8 +126,11 @@ class TextMatcher:
         return f"{_VERBS[self.kind][0]} {self._operand()}{suffix}"
 
     def explain(self, subject: str, text: str) -> str | None:
-        if self.matches(text):
-            return None
+        try:
+            if self.matches(text):
+                return None
+        except MatchTimeout as timeout:
+            return f"{subject} was not tried against {self._operand()}: {timeout}"
         suffix = " (ignoring case)" if self.ignore_case else ""
         return f"{subject} {show(text)} {_VERBS[self.kind][1]} {self._operand()}{suffix}"
 
