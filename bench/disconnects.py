@@ -270,10 +270,10 @@ class ThreadServer:
     def __init__(self, scenario: Path, *, transport: bool = True) -> None:
         import uvicorn
 
-        from emulator.app import Runtime, build_app
-        from emulator.cli import _bind
+        from emulator.cli.main import _bind
         from emulator.config import Settings
-        from emulator.transport import http_protocol
+        from emulator.server.app import Runtime, build_app
+        from emulator.server.transport import http_protocol
 
         settings = Settings(port=0, scenarios=[scenario], log_level="warning")
         app = build_app(settings, Runtime.from_settings(settings))

@@ -36,7 +36,7 @@ class Settings:
     rate_limits: RateLimits | None = None  # rate limits from flags; a scenario's settings.rate_limits replaces them
     scenario_roots: list[Path] | None = None  # where the control API may load `path` from; None: the folders
     # of `scenarios` (a folder itself, a file's folder)
-    # Limits (docs/limits.md; each has a serve flag and a TOKENHUB_EMULATOR_* variable, emulator/cli_limits.py)
+    # Limits (docs/limits.md; each has a serve flag and a TOKENHUB_EMULATOR_* variable, emulator/cli/limits.py)
     journal_entries: int = 10_000
     journal_bytes: int = 64 * MIB
     journal_body_bytes: int = 64 * KIB  # a body larger than this is journaled in part

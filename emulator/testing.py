@@ -22,10 +22,10 @@ import httpx
 import uvicorn
 import yaml
 
-from emulator.control_http import TOKEN_HEADER
+from emulator.control.endpoint import TOKEN_HEADER
 from emulator.journal import TEST_ID_HEADER
-from emulator.server import GracefulServer
-from emulator.test_scope import scoped_root
+from emulator.server.listener import GracefulServer
+from emulator.server.url_scope import scoped_root
 
 CONTROL = "/_emulator"
 API_KEY = "sk-tokenhub-emulator"
@@ -75,10 +75,10 @@ class EmulatorServer:
         return self
 
     def _start_thread(self) -> None:
-        from emulator.app import Runtime, build_app, error_body_for
-        from emulator.cli import _bind
+        from emulator.cli.main import _bind
         from emulator.config import Settings
-        from emulator.server import server_config
+        from emulator.server.app import Runtime, build_app, error_body_for
+        from emulator.server.listener import server_config
 
         settings = Settings(port=0, scenarios=self.scenarios, seed=self.seed, log_level="warning")
         runtime = Runtime.from_settings(settings)  # raises ScenarioError for bad session scenarios

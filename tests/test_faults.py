@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from emulator.errors import ApiError
-from emulator.fault_effects import break_stream, error_failure
-from emulator.faults import Fault, FaultBook, FaultRule, Pattern, Who, header_to_mapping, parse_fault_json
+from emulator.faults.effects import break_stream, error_failure
+from emulator.faults.rules import Fault, FaultBook, FaultRule, Pattern, Who, header_to_mapping, parse_fault_json
 from emulator.scenarios import ScenarioError, parse_scenario
-from emulator.streaming import SseEvent
+from emulator.server.delivery import SseEvent
 from tests.conftest import ROOT, RunningServer, start_server, stop_server
 
 SCHEMA = Draft202012Validator(json.loads((ROOT / "emulator" / "data" / "scenario.schema.json").read_text()))
@@ -436,7 +436,8 @@ def test_the_schema_rejects_what_the_loader_rejects(text: str) -> None:
 def test_the_fault_routes_are_described_and_answer_as_described(served: RunningServer) -> None:
     from starlette.routing import Route
 
-    from emulator import control_openapi, fault_control
+    from emulator.control import faults as fault_control
+    from emulator.control import openapi as control_openapi
 
     paths = fault_control.openapi_paths()
     described = {(path, method) for path, item in paths.items() for method in item if method != "parameters"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from types import SimpleNamespace
 
-from emulator.faults import MAX_SLOTS, FaultBook, Who, parse_fault_json
+from emulator.faults.rules import MAX_SLOTS, FaultBook, Who, parse_fault_json
 from emulator.ratelimit import MAX_BUCKETS, Limiter, RateLimits
 
 

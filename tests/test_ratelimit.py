@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from emulator.cli import parse, settings_from
-from emulator.cli_options import FlagError
+from emulator.cli.main import parse, settings_from
+from emulator.cli.options import FlagError
 from emulator.exchange import Exchange, Message
 from emulator.ratelimit import Limiter, RateLimits, go_duration, retry_headers, rfc3339
 from tests.conftest import RunningServer, start_server, stop_server

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 
-from emulator.record_capture import Capture
-from emulator.record_cassette import Cassette, write_atomically
-from emulator.record_convert import literal, outcome_for
+from emulator.record.capture import Capture
+from emulator.record.cassette import Cassette, write_atomically
+from emulator.record.convert import literal, outcome_for
 from emulator.scenarios import parse_scenario
 from emulator.scenarios.templates import compile_template
 

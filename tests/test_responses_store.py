@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from emulator.response_store import ResponseStore, StoredResponse
+from emulator.protocols.responses_store import ResponseStore, StoredResponse
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.spec import assert_valid
 from tests.test_responses_api import WEATHER_RESULT, WEATHER_TOOL

@@ -36,8 +36,8 @@ from emulator.protocols.anthropic_cache import (
 )
 from emulator.protocols.anthropic_threads import KeptReply, ThreadStore
 from emulator.protocols.base import Adapter, Context
+from emulator.server.delivery import SseEvent
 from emulator.shaping import Shaped
-from emulator.streaming import SseEvent
 from emulator.tokens import count_messages, count_text, split_tokens
 
 VERSION_HEADER = "anthropic-version"

@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute
 from emulator.exchange import Exchange, Failure, Protocol
 from emulator.http import dumps
 from emulator.profiles import Catalog, Profile
+from emulator.server.delivery import SseEvent
 from emulator.shaping import Shaped
-from emulator.streaming import SseEvent
 
 
 @dataclass

@@ -19,8 +19,8 @@ from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_chat_models as m
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.validation import to_api_error
+from emulator.server.delivery import SseEvent
 from emulator.shaping import Shaped, Usage
-from emulator.streaming import SseEvent
 from emulator.tokens import count_text
 
 MAX_STOP_SEQUENCES = 4

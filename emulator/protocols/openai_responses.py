@@ -30,10 +30,10 @@ from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_responses_models as m
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import dump, error_body
+from emulator.protocols.responses_store import Item, ResponseStore, StoredResponse
 from emulator.protocols.validation import to_api_error
-from emulator.response_store import Item, ResponseStore, StoredResponse
+from emulator.server.delivery import SseEvent
 from emulator.shaping import Shaped, Usage
-from emulator.streaming import SseEvent
 from emulator.tokens import count_text, split_tokens
 
 NO_THINKING_EFFORTS = frozenset({"none", "minimal"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulator.faults import FAULT_KEYS, FaultRule
+from emulator.faults.rules import FAULT_KEYS, FaultRule
 from emulator.ratelimit import RATE_LIMIT_KEYS, RateLimits
 from emulator.scenarios.actions import Action
 from emulator.scenarios.matchers import Condition

@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from emulator import resilience
-from emulator.control_http import ControlError, by_method, control_body, control_endpoint, test_id_of
-from emulator.faults import parse_fault_json
+from emulator.control.endpoint import ControlError, by_method, control_body, control_endpoint, test_id_of
+from emulator.faults import report as resilience
+from emulator.faults.rules import parse_fault_json
 from emulator.http import json_response
 
 MAX_FAULT_BODY = 64 * 1024
@@ -96,7 +96,7 @@ async def resilience_report(request: Request) -> Response:
 
 
 def openapi_paths() -> dict[str, Any]:
-    """These routes in the control API's OpenAPI document (emulator/control_openapi.py), schemas inline."""
+    """These routes in the control API's OpenAPI document (emulator/control/openapi.py), schemas inline."""
     error = {"$ref": "#/components/schemas/Error"}
     test_id = [
         {"name": "x-emulator-test-id", "in": "header", "required": False, "schema": {"type": "string"}},

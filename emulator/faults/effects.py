@@ -1,6 +1,6 @@
 """What a fault does: the HTTP error it answers with, the connection it breaks, the stream it spoils.
 
-(emulator/faults.py says what a fault is and when it fires.)
+(emulator/faults/rules.py says what a fault is and when it fires.)
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from emulator.exchange import Failure
-from emulator.faults import Fault
+from emulator.faults.rules import Fault
 from emulator.ratelimit import exhausted_headers, retry_headers
-from emulator.streaming import Delivery, Ending, Part, SseEvent, encode
+from emulator.server.delivery import Delivery, Ending, Part, SseEvent, encode
 
 HANG_LIMIT_S = 600.0  # a hang ends (the connection is closed) if the client has not given up by then
 DEFAULT_RETRY_AFTER_S = {429: 1.0}

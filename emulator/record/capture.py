@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from emulator.record import DEFAULT_MAX_BYTES
-from emulator.record_convert import Event
+from emulator.cli.record import DEFAULT_MAX_BYTES
+from emulator.record.convert import Event
 
 # SSE events that carry no generated text: they go out before the first token or after the last.
 FRAMING = frozenset(

@@ -17,7 +17,7 @@ from emulator.scenarios.lint import warnings_for
 from emulator.scenarios.loader import SUFFIXES, scenario_files
 
 if TYPE_CHECKING:
-    from emulator.app import Runtime
+    from emulator.server.app import Runtime
 
 log = logging.getLogger("tokenhub_emulator.start")
 

@@ -20,7 +20,7 @@ from typing import Any
 import uvicorn
 
 from emulator.config import Settings
-from emulator.transport import ConnectionLimits, ErrorBody, http_protocol
+from emulator.server.transport import ConnectionLimits, ErrorBody, http_protocol
 
 log = logging.getLogger("uvicorn.error")
 RESERVED_DESCRIPTORS = 64  # kept free beside connections: scenario files, logs, the watcher, recordings

@@ -17,7 +17,7 @@ from emulator.scenarios.engine import NEAREST_SHOWN
 from emulator.scenarios.regexes import matching
 
 if TYPE_CHECKING:
-    from emulator.app import Runtime
+    from emulator.server.app import Runtime
 
 UNMATCHED_ACTIONS = frozenset({"generated"})
 

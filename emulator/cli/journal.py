@@ -20,10 +20,10 @@ import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
-from emulator.cli_faults import add_client_flags
-from emulator.cli_options import integer, option, text
-from emulator.request_log import RequestLine, line_of, nearest_of, status_text
-from emulator.request_log import TextFormatter as _TextFormatter
+from emulator.cli.options import integer, option, text
+from emulator.cli.traffic import add_client_flags
+from emulator.server.request_log import RequestLine, line_of, nearest_of, status_text
+from emulator.server.request_log import TextFormatter as _TextFormatter
 
 POLL_S = 0.5
 CONTROL = "/_emulator"

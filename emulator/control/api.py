@@ -15,8 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from emulator import __version__, control_journal, control_openapi, control_scenarios
-from emulator.control_http import (
+from emulator import __version__
+from emulator.control import journal as control_journal
+from emulator.control import openapi as control_openapi
+from emulator.control import scenarios as control_scenarios
+from emulator.control.endpoint import (
     ControlError,
     by_method,
     control_body,

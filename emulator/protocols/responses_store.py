@@ -1,6 +1,6 @@
 """Stored responses of the Responses API: what `previous_response_id`, GET, DELETE and `input_items` read.
 
-Each stored response is one turn of a chain (emulator/chain_store.py): the request's new input items and the
+Each stored response is one turn of a chain (emulator/protocols/chain_store.py): the request's new input items and the
 response's output, kept once, pointing at the response it continues. Its conversation — the input items of the
 chain, the earlier outputs included — is read along the chain, so a chain still works after older links were
 evicted or deleted. Bounded in links and in bytes (least recently used out first).
@@ -15,8 +15,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore, Item, Link
 from emulator.http import dumps
+from emulator.protocols.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore, Item, Link
 
 DEFAULT_LIMIT = DEFAULT_LINKS
 Kept = tuple[bytes, int]  # the Response object as JSON, and how many of the link's items are its new input

@@ -9,8 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulator import __version__, cli_faults, cli_limits, record
-from emulator.cli_options import (
+from emulator import __version__
+from emulator.cli import limits as cli_limits
+from emulator.cli import record
+from emulator.cli import traffic as cli_faults
+from emulator.cli.options import (
     PORT,
     FlagError,
     Parser,
@@ -23,7 +26,7 @@ from emulator.cli_options import (
 )
 from emulator.config import LOG_LEVELS, Settings, env_name
 from emulator.profiles import PROFILES
-from emulator.request_log import LOG_FORMATS
+from emulator.server.request_log import LOG_FORMATS
 
 FALLBACKS = ("generate", "error")
 PROG = "tokenhub-emulator"
@@ -154,7 +157,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="scenario files or folders")
 
-    from emulator import cli_init, cli_journal
+    from emulator.cli import init as cli_init
+    from emulator.cli import journal as cli_journal
 
     init = cli_init.add_parser(commands)
     journal = cli_journal.add_parser(commands)
@@ -212,12 +216,12 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(settings: Settings) -> int:
     import logging.config
 
-    from emulator.app import Runtime, build_app, error_body_for
-    from emulator.banner import banner_lines, log_start
-    from emulator.request_log import logging_config
+    from emulator.cli.banner import banner_lines, log_start
     from emulator.scenarios import ScenarioError
-    from emulator.server import GracefulServer, server_config
-    from emulator.streaming import steady_gc
+    from emulator.server.app import Runtime, build_app, error_body_for
+    from emulator.server.delivery import steady_gc
+    from emulator.server.listener import GracefulServer, server_config
+    from emulator.server.request_log import logging_config
 
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
@@ -237,10 +241,10 @@ def serve(settings: Settings) -> int:
     url = f"http://{shown_host}:{port}"
     app = build_app(settings, runtime)
     steady_gc()  # no collector pauses in the middle of timed streams
-    # the request log (emulator/request_log.py) writes one line per request instead of uvicorn's access log
+    # the request log (emulator/server/request_log.py) writes one line per request instead of uvicorn's access log
     config = server_config(app, settings, error_body_for(runtime), log_config=log_config, access_log=False)
     if settings.watch:
-        from emulator.watch import WatchingServer
+        from emulator.server.watch import WatchingServer
 
         server: GracefulServer = WatchingServer(config, runtime)
     else:
@@ -280,11 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return validate(args.paths)
         if args.command == "init":
-            from emulator import cli_init
+            from emulator.cli import init as cli_init
 
             return cli_init.run(args)
         if args.command == "journal":
-            from emulator import cli_journal
+            from emulator.cli import journal as cli_journal
 
             return cli_journal.run(args)
         if args.command == "record":

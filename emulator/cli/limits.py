@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.cli_options import integer, number, option
+from emulator.cli.options import integer, number, option
 from emulator.config import Settings
 
 

@@ -1,4 +1,4 @@
-"""Command-line parts of timing, rate limits and the resilience report (wired into emulator/cli.py).
+"""Command-line parts of timing, rate limits and the resilience report (wired into emulator/cli/main.py).
 
 `serve` flags: the timing defaults (the same forms as the x-emulator-* request headers) and the rate limits,
 each with its TOKENHUB_EMULATOR_* variable. `report`: fetch the resilience report of a running emulator.
@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from emulator.cli_options import FlagError, http_url, option, text
+from emulator.cli.options import FlagError, http_url, option, text
 from emulator.config import env_name
 from emulator.ratelimit import RateLimits, parse_per_flag
 from emulator.timing import TimingSpec, TimingValueError, timing_from_strings
@@ -137,7 +137,7 @@ def add_report_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from emulator.resilience import render
+    from emulator.faults.report import render
 
     url = args.url.rstrip("/") + "/_emulator/report"
     if args.test_id is not None:

@@ -14,13 +14,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Scope
 
-from emulator import control, fault_control, json_steps
+from emulator import json_steps
 from emulator.config import Settings
+from emulator.control import api as control
+from emulator.control import faults as fault_control
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure, Reply
-from emulator.fault_effects import break_stream, error_failure, event_failure, transport_fault
-from emulator.faults import FaultBook, FaultRule, Who
-from emulator.front import Endpoint, Front
+from emulator.faults.effects import break_stream, error_failure, event_failure, transport_fault
+from emulator.faults.rules import FaultBook, FaultRule, Who
 from emulator.generate import Generator
 from emulator.http import bearer_key, dumps, json_response, json_text_response, read_json
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, current_entry, elapsed_ms
@@ -31,21 +32,22 @@ from emulator.protocols.anthropic_threads import ThreadStore
 from emulator.protocols.base import Adapter, Context
 from emulator.protocols.openai_chat import ChatAdapter
 from emulator.protocols.openai_responses import ResponsesAdapter
+from emulator.protocols.responses_store import ResponseStore
 from emulator.ratelimit import Admission, Limiter
-from emulator.request_log import RequestLog
-from emulator.response_store import ResponseStore
-from emulator.route_hints import hint_for
 from emulator.scenarios import Engine, Problem, Scenario, load_scenarios, merged_settings
 from emulator.scenarios.actions import Decision
 from emulator.scenarios.engine import decision_of
 from emulator.scenarios.regexes import MoveOffLoop, matching
-from emulator.scoped_engine import ScopedEngine
+from emulator.scenarios.scoped_engine import ScopedEngine
+from emulator.server.delivery import SSE_HEADERS, Delivery, encode
+from emulator.server.front import Endpoint, Front
+from emulator.server.request_log import RequestLog
+from emulator.server.route_hints import hint_for
+from emulator.server.transport import refusal_of
+from emulator.server.url_scope import SCOPE_PREFIX
 from emulator.shaping import Shaped, shape
-from emulator.streaming import SSE_HEADERS, Delivery, encode
-from emulator.test_scope import SCOPE_PREFIX
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
-from emulator.transport import refusal_of
 
 SHUTTING_DOWN = "The server is shutting down; retry the request."
 ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
@@ -173,7 +175,7 @@ def journal_for(settings: Settings) -> Journal:
 
 
 def error_body_for(runtime: Runtime) -> Callable[[str, int, str], bytes]:
-    """What the connection layer (emulator/transport.py) answers its own errors with: the path's envelope."""
+    """What the connection layer (emulator/server/transport.py) answers its own errors with: the path's envelope."""
 
     def error_body(path: str, status: int, message: str) -> bytes:
         if path.startswith(SCOPE_PREFIX):  # /_emulator/t/<test id>/v1/…: the path after the test id

@@ -33,7 +33,7 @@ from uvicorn.logging import ColourizedFormatter
 from emulator.journal import Entry
 
 if TYPE_CHECKING:
-    from emulator.app import Runtime
+    from emulator.server.app import Runtime
 
 LOGGER = "tokenhub_emulator"
 log = logging.getLogger(LOGGER + ".requests")
@@ -289,7 +289,7 @@ class RequestLog:
         return bool(test_id and overlay is not None and any(s.rules for s in overlay(test_id)))
 
     def _explain(self, entry: Entry, line: RequestLine) -> None:
-        from emulator.control_journal import explain
+        from emulator.control.journal import explain
 
         if not self.budget.allows():
             line.unexplained = f"not worked out (too many misses at once); see GET /_emulator/journal/{entry.id}"

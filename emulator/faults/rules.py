@@ -8,7 +8,7 @@ sequence step, `settings.faults`), sent to the control API as JSON, or given in 
 
 Counters (first N, every Nth) and the probability draws are kept per fault and per test id
 (`x-emulator-test-id`), drawn from the server seed: the same calls in the same order fail the same way.
-What a fault does to the answer is in emulator/fault_effects.py.
+What a fault does to the answer is in emulator/faults/effects.py.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from emulator.cli_options import option
+from emulator.cli.options import option
 
 STARTER = {  # where each starter file goes, under DIR
     "hello.yaml": Path("scenarios/hello.yaml"),

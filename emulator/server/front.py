@@ -2,12 +2,12 @@
 
 Every HTTP request gets, in this order (each once, in one frame):
 
-- its test id taken out of a `/_emulator/t/<test id>/…` URL (emulator/test_scope.py);
+- its test id taken out of a `/_emulator/t/<test id>/…` URL (emulator/server/url_scope.py);
 - a request id, sent back in the `x-request-id` and `request-id` headers of every response, errors included;
 - a journal entry, unless it is a control API request (`/_emulator/…`): it records the status and headers
   that went back (the request-id headers included), when the first byte and each streamed chunk left, how
   long it took, and whether the client went away; once the response is over the entry goes to the request
-  log (emulator/request_log.py), which writes its line on the next turn of the event loop;
+  log (emulator/server/request_log.py), which writes its line on the next turn of the event loop;
 - a 500 in the protocol's envelope when anything crashes before the response has started (the exception
   is logged, never sent to the client).
 
@@ -36,9 +36,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.ids import uuid4_hex
 from emulator.journal import CONTROL_PREFIX, Entry, Journal, Unread, decoded_headers, elapsed_ms
-from emulator.request_log import RequestLog
-from emulator.streaming import Drain
-from emulator.test_scope import SCOPE_PREFIX, unscoped
+from emulator.server.delivery import Drain
+from emulator.server.request_log import RequestLog
+from emulator.server.url_scope import SCOPE_PREFIX, unscoped
 
 REQUEST_ID_HEADERS = (b"x-request-id", b"request-id")  # OpenAI's SDK reads the first, Anthropic's the second
 log = logging.getLogger("tokenhub_emulator")
@@ -102,7 +102,7 @@ class Front(Starlette):
         self.protocol_for = protocol_for
         self.on_crash = on_crash
         self.endpoints = {path: (endpoint, protocol_for(path)) for path, endpoint in endpoints.items()}
-        self.drain = Drain()  # open deliveries, told to finish when the server stops (emulator/streaming.py)
+        self.drain = Drain()  # open deliveries, told to finish when the server stops (emulator/server/delivery.py)
         self._handlers: tuple[dict[Any, Any], dict[int, Any]] = ({}, {})
 
     def build_middleware_stack(self) -> ASGIApp:

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from emulator.control_http import ControlError
+from emulator.control.endpoint import ControlError
 from emulator.scenarios import Problem, Scenario, ScenarioError, parse_scenario
 from emulator.scenarios.actions import SequenceAction
 from emulator.scenarios.loader import SUFFIXES, load_scenario_file, unreachable_across_files
 from emulator.scenarios.schema import KEYS
 
 if TYPE_CHECKING:
-    from emulator.app import Runtime
+    from emulator.server.app import Runtime
 
 _unnamed = itertools.count(1)
 

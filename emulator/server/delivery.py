@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from emulator.transport import close_connection, transport_of
+from emulator.server.transport import close_connection, transport_of
 
 Ending = Literal["complete", "close", "reset"]
 Part = tuple[bytes, float]  # body bytes, seconds from the stream start

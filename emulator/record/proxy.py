@@ -24,18 +24,18 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.requests import Request
 
+from emulator.cli.record import DEFAULT_MAX_BYTES, DEFAULT_MAX_S, shown_upstream
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure
 from emulator.http import json_response, mask_key
 from emulator.profiles import Catalog, CatalogModel
 from emulator.protocols.base import Context
-from emulator.record import DEFAULT_MAX_BYTES, DEFAULT_MAX_S, shown_upstream
-from emulator.record_capture import Capture, TooLarge
-from emulator.record_cassette import Cassette
-from emulator.record_convert import outcome_for, when_for
+from emulator.record.capture import Capture, TooLarge
+from emulator.record.cassette import Cassette
+from emulator.record.convert import outcome_for, when_for
 
 if TYPE_CHECKING:
-    from emulator.app import Runtime
+    from emulator.server.app import Runtime
 
 log = logging.getLogger("uvicorn.error.record")  # printed by uvicorn's handler, at --log-level
 

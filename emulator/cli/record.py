@@ -25,8 +25,8 @@ DEFAULT_MAX_S = 600.0  # an upstream answer that takes longer is cut off, not re
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from emulator.cli import add_log_flags, add_server_flags
-    from emulator.cli_options import choice, http_url, integer, number, option, variable_name, writable_file
+    from emulator.cli.main import add_log_flags, add_server_flags
+    from emulator.cli.options import choice, http_url, integer, number, option, variable_name, writable_file
 
     record = commands.add_parser(
         "record",
@@ -79,14 +79,14 @@ def shown_upstream(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emulator.app import Runtime, build_app, error_body_for
-    from emulator.cli import _bind
-    from emulator.cli_options import FlagError
-    from emulator.record_cassette import Cassette
-    from emulator.record_proxy import Recorder
-    from emulator.request_log import logging_config
+    from emulator.cli.main import _bind
+    from emulator.cli.options import FlagError
+    from emulator.record.cassette import Cassette
+    from emulator.record.proxy import Recorder
     from emulator.scenarios import ScenarioError
-    from emulator.server import GracefulServer, server_config
+    from emulator.server.app import Runtime, build_app, error_body_for
+    from emulator.server.listener import GracefulServer, server_config
+    from emulator.server.request_log import logging_config
 
     if args.out is None:
         raise FlagError("--out FILE is required: the scenario file to write or replay")

@@ -339,7 +339,7 @@ def paths() -> dict[str, Any]:
 
 def _other_paths() -> dict[str, Any]:
     """Paths that other control modules describe themselves: faults and the resilience report."""
-    from emulator import fault_control
+    from emulator.control import faults as fault_control
 
     return fault_control.openapi_paths()
 
