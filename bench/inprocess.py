@@ -88,7 +88,7 @@ async def measure(app: Any, requests: int) -> float:
 async def main(args: argparse.Namespace) -> None:
     from emulator.config import Settings
     from emulator.server.app import build_app
-    from emulator.server.delivery import steady_gc
+    from emulator.server.listener import steady_gc
 
     if args.log:
         import logging.config

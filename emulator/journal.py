@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from emulator.http import mask_key
+from emulator.names import CONTROL_TOKEN_HEADER, TEST_ID_HEADER
 
 SECRET_HEADERS = frozenset(
     {
@@ -30,11 +31,10 @@ SECRET_HEADERS = frozenset(
         "api-key",
         "cookie",
         "set-cookie",
-        "x-emulator-control-token",
+        CONTROL_TOKEN_HEADER,
     }
 )
 _CREDENTIAL_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey", "api-key"})
-TEST_ID_HEADER = "x-emulator-test-id"
 DEFAULT_ENTRIES = 10_000
 DEFAULT_BYTES = 64 * 1024 * 1024
 DEFAULT_BODY_BYTES = 64 * 1024
@@ -377,9 +377,6 @@ class Journal:
 
 def elapsed_ms(entry: Entry) -> float:
     return round((time.monotonic() - entry.started) * 1000, 3)
-
-
-CONTROL_PREFIX = "/_emulator"
 
 
 def current_entry(scope: Any) -> Entry | None:

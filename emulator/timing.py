@@ -22,8 +22,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from emulator.errors import ApiError
-from emulator.server.delivery import SseEvent
 from emulator.specparse import INVALID, Collected, SpecReader, is_number, shown
+from emulator.sse import SseEvent
 from emulator.tokens import split_tokens
 
 TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "tokens_per_second", "jitter", "chunk", "latency_ms")

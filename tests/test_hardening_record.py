@@ -19,7 +19,8 @@ import pytest
 from emulator.config import Settings
 from emulator.record.cassette import Cassette
 from emulator.record.proxy import Recorder
-from emulator.server.app import Runtime, build_app
+from emulator.server.app import build_app
+from emulator.server.runtime import Runtime
 
 KEY = "sk-live-supersecret-0123456789"
 CHAT = {"model": "glm-5", "messages": [{"role": "user", "content": "hello"}]}

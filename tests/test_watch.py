@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emulator.config import Settings
-from emulator.server.app import Runtime
+from emulator.server.runtime import Runtime
 from emulator.server.watch import ScenarioFilter, reload
 from tests.conftest import start_server, stop_server
 

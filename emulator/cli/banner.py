@@ -11,22 +11,22 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emulator.journal import CONTROL_PREFIX
+from emulator.names import CONTROL_PREFIX
 from emulator.profiles import BUILTIN_MODELS
 from emulator.scenarios.lint import warnings_for
 from emulator.scenarios.loader import SUFFIXES, scenario_files
 
 if TYPE_CHECKING:
-    from emulator.server.app import Runtime
+    from emulator.server.runtime import Runtime
 
 log = logging.getLogger("tokenhub_emulator.start")
 
 
 def facts(runtime: Runtime, url: str) -> dict[str, Any]:
     settings, engine, profile = runtime.settings, runtime.engine, runtime.profile
-    paths = profile.paths
-    openai_base = url + paths["chat"].removesuffix("/chat/completions")
-    anthropic_base = url + paths["messages"].removesuffix("/v1/messages")
+    bases: dict[str, str] = {}  # by client: OpenAI's, Anthropic's
+    for adapter in runtime.adapters:
+        bases.setdefault(adapter.client, url + adapter.base_path(profile.paths))
     files = [
         {"file": str(s.path), "rules": len(s.rules), "models": len(s.models)}
         for s in engine.scenarios[: runtime.scenario_status.from_files]
@@ -36,8 +36,7 @@ def facts(runtime: Runtime, url: str) -> dict[str, Any]:
     return {
         "url": url,
         "profile": profile.name,
-        "openai_base_url": openai_base,
-        "anthropic_base_url": anthropic_base,
+        **{f"{client.lower()}_base_url": base for client, base in bases.items()},
         "scenarios": files,
         "rules": len(engine.rules),
         "models": len(runtime.catalog.models),
@@ -59,9 +58,10 @@ def banner_lines(runtime: Runtime, url: str) -> list[str]:
         "error": "error (a request no rule matches gets a 400 naming the nearest rules)",
     }[data["fallback"]]
     builtin = len(BUILTIN_MODELS)
+    clients = dict.fromkeys(adapter.client for adapter in runtime.adapters)  # OpenAI's, Anthropic's
     rows = [
         ("profile", data["profile"]),
-        ("base URLs", f"OpenAI {data['openai_base_url']} · Anthropic {data['anthropic_base_url']}"),
+        ("base URLs", " · ".join(f"{client} {data[f'{client.lower()}_base_url']}" for client in clients)),
         ("scenarios", scenarios),
         (
             "rules",

@@ -22,11 +22,11 @@ from typing import Any
 
 from emulator.cli.options import integer, option, text
 from emulator.cli.traffic import add_client_flags
+from emulator.names import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
 from emulator.server.request_log import RequestLine, line_of, nearest_of, status_text
 from emulator.server.request_log import TextFormatter as _TextFormatter
 
 POLL_S = 0.5
-CONTROL = "/_emulator"
 
 
 class ControlApiError(Exception):
@@ -97,7 +97,7 @@ def follow(client: Client, printed: set[int], as_json: bool, since: float | None
 
 class Client:
     def __init__(self, url: str, token: str | None, test_id: str | None) -> None:
-        self.root = url.rstrip("/") + CONTROL
+        self.root = url.rstrip("/") + CONTROL_PREFIX
         self.token = token
         self.test_id = test_id
 
@@ -108,7 +108,7 @@ class Client:
         url = self.root + path + ("?" + urllib.parse.urlencode(query) if query else "")
         request = urllib.request.Request(url, headers={"accept": "application/json"})
         if self.token:
-            request.add_header("x-emulator-control-token", self.token)
+            request.add_header(CONTROL_TOKEN_HEADER, self.token)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the user's own URL
                 return json.loads(response.read())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -203,25 +202,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
 def serve(settings: Settings) -> int:
     import logging.config
 
     from emulator.cli.banner import banner_lines, log_start
     from emulator.scenarios import ScenarioError
-    from emulator.server.app import Runtime, build_app, error_body_for
-    from emulator.server.delivery import steady_gc
-    from emulator.server.listener import GracefulServer, server_config
+    from emulator.server.app import build_app
+    from emulator.server.listener import GracefulServer, listening_socket, server_config, steady_gc
     from emulator.server.request_log import logging_config
+    from emulator.server.runtime import Runtime
 
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
@@ -232,7 +221,7 @@ def serve(settings: Settings) -> int:
             print(problem, file=sys.stderr)
         return 2
     try:
-        sock = _bind(settings.host, settings.port)
+        sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
         print(f"tokenhub-emulator: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -242,7 +231,7 @@ def serve(settings: Settings) -> int:
     app = build_app(settings, runtime)
     steady_gc()  # no collector pauses in the middle of timed streams
     # the request log (emulator/server/request_log.py) writes one line per request instead of uvicorn's access log
-    config = server_config(app, settings, error_body_for(runtime), log_config=log_config, access_log=False)
+    config = server_config(app, settings, runtime.error_body, log_config=log_config, access_log=False)
     if settings.watch:
         from emulator.server.watch import WatchingServer
 

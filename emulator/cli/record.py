@@ -15,13 +15,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from emulator.config import Settings
-
-MODES = ("once", "new", "replay")
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # an upstream answer larger than this (inflated) is not recorded
-DEFAULT_MAX_S = 600.0  # an upstream answer that takes longer is cut off, not recorded
+from emulator.record import DEFAULT_MAX_BYTES, DEFAULT_MAX_S, MODES
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -71,22 +67,15 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return record
 
 
-def shown_upstream(url: str) -> str:
-    """Scheme, host and port only: credentials and query strings stay out of files and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
 def run(args: argparse.Namespace) -> int:
-    from emulator.cli.main import _bind
     from emulator.cli.options import FlagError
     from emulator.record.cassette import Cassette
-    from emulator.record.proxy import Recorder
+    from emulator.record.proxy import Recorder, shown_upstream
     from emulator.scenarios import ScenarioError
-    from emulator.server.app import Runtime, build_app, error_body_for
-    from emulator.server.listener import GracefulServer, server_config
+    from emulator.server.app import build_app
+    from emulator.server.listener import GracefulServer, listening_socket, server_config
     from emulator.server.request_log import logging_config
+    from emulator.server.runtime import Runtime
 
     if args.out is None:
         raise FlagError("--out FILE is required: the scenario file to write or replay")
@@ -127,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         max_s=args.max_record_seconds,
     )
     try:
-        sock = _bind(settings.host, settings.port)
+        sock = listening_socket(settings.host, settings.port)
     except OSError as error:
         print(f"tokenhub-emulator: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
         return 1
@@ -135,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     doing = "replaying" if replay_only else f"recording {shown_upstream(args.upstream)} ({args.mode})"
     log_config = logging_config(settings.log_level, args.log_format)
     config = server_config(
-        recorder, settings, error_body_for(runtime), log_config=log_config, access_log=False, lifespan="off"
+        recorder, settings, runtime.error_body, log_config=log_config, access_log=False, lifespan="off"
     )
     print(f"tokenhub-emulator {doing} to {out}, listening on http://{host}:{port}", flush=True)
     GracefulServer(config).run(sockets=[sock])

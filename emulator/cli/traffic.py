@@ -17,6 +17,7 @@ from typing import Any
 
 from emulator.cli.options import FlagError, http_url, option, text
 from emulator.config import env_name
+from emulator.names import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
 from emulator.ratelimit import RateLimits, parse_per_flag
 from emulator.timing import TimingSpec, TimingValueError, timing_from_strings
 
@@ -139,12 +140,12 @@ def add_report_parser(commands: Any) -> argparse.ArgumentParser:
 def run_report(args: argparse.Namespace) -> int:
     from emulator.faults.report import render
 
-    url = args.url.rstrip("/") + "/_emulator/report"
+    url = args.url.rstrip("/") + CONTROL_PREFIX + "/report"
     if args.test_id is not None:
         url += "?" + urllib.parse.urlencode({"test_id": args.test_id})
     request = urllib.request.Request(url, headers={"accept": "application/json"})
     if args.control_token:
-        request.add_header("x-emulator-control-token", args.control_token)
+        request.add_header(CONTROL_TOKEN_HEADER, args.control_token)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the user's own URL
             data = json.loads(response.read())

@@ -26,11 +26,13 @@ from emulator.control.endpoint import (
     control_endpoint,
     float_param,
     int_param,
+    runtime_of,
     test_id_of,
 )
 from emulator.exchange import Failure
 from emulator.headers import header_problem
 from emulator.http import json_response
+from emulator.protocols.registry import PROTOCOLS
 
 STARTED = time.time()
 YAML_TYPES = frozenset(
@@ -40,11 +42,7 @@ YAML_TYPES = frozenset(
 MAX_FAIL_NEXT = 10_000
 LOAD_KEYS = frozenset({"yaml", "path", "name", "file", "replace"})
 FAIL_NEXT_KEYS = frozenset({"count", "status", "message", "type", "code", "param", "headers"})
-PROTOCOLS = ("chat", "responses", "messages")
 
-
-def _runtime(request: Request) -> Any:
-    return request.app.state.runtime
 
 
 # ---------------------------------------------------------------- health
@@ -57,7 +55,7 @@ async def health(request: Request) -> Response:
 
 @control_endpoint(guarded=False)
 async def ready(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     return json_response(
         {
             "status": "ready",
@@ -78,7 +76,7 @@ async def openapi(request: Request) -> Response:
 
 @control_endpoint()
 async def list_scenarios(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     test_id = test_id_of(request)
     return json_response(
         {
@@ -92,7 +90,7 @@ async def list_scenarios(request: Request) -> Response:
 @control_endpoint()
 async def load_scenarios(request: Request) -> Response:
     """A YAML body (application/yaml or text/plain), or JSON {"yaml": …} / {"path": …}; ?name=, ?file=, ?replace=."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     test_id = test_id_of(request)
     options = await _load_request(request)
     if options.get("path"):
@@ -176,7 +174,7 @@ def _flag(value: Any, name: str) -> bool:
 
 @control_endpoint()
 async def remove_scenario(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     test_id = test_id_of(request)
     removed = control_scenarios.remove(runtime, test_id, request.path_params["name"])
     return json_response({"removed": removed, "test_id": test_id})
@@ -184,7 +182,7 @@ async def remove_scenario(request: Request) -> Response:
 
 @control_endpoint()
 async def remove_all_scenarios(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     test_id = test_id_of(request)
     return json_response({"removed": control_scenarios.remove(runtime, test_id, None), "test_id": test_id})
 
@@ -196,14 +194,14 @@ async def remove_all_scenarios(request: Request) -> Response:
 async def reset(request: Request) -> Response:
     """Sequence counters, journal, stored responses, a test's own scenarios and queued failures."""
     test_id = test_id_of(request)
-    _runtime(request).reset(test_id)
+    runtime_of(request).reset(test_id)
     return json_response({"reset": True, "test_id": test_id})
 
 
 @control_endpoint()
 async def fail_next(request: Request) -> Response:
     """The next `count` API requests of this test id (or of requests without one) fail with this error."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     test_id = test_id_of(request) or ""
     spec = _json_object(await control_body(request))
     unknown = sorted(set(spec) - FAIL_NEXT_KEYS)
@@ -256,7 +254,7 @@ def _int_between(value: Any, low: int, high: int) -> bool:
 
 @control_endpoint()
 async def list_journal(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     query = request.query_params
     protocol = query.get("protocol")
     if protocol is not None and protocol not in PROTOCOLS:
@@ -282,7 +280,7 @@ async def list_journal(request: Request) -> Response:
 
 @control_endpoint()
 async def journal_entry(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     raw = request.path_params["entry_id"]  # its number, or the request id the client saw
     entry = next((e for e in runtime.journal.entries() if str(e.id) == raw or e.request_id == raw), None)
     test_id = test_id_of(request)
@@ -294,7 +292,7 @@ async def journal_entry(request: Request) -> Response:
 @control_endpoint()
 async def clear_journal(request: Request) -> Response:
     test_id = test_id_of(request)
-    _runtime(request).journal.clear(test_id)
+    runtime_of(request).journal.clear(test_id)
     return json_response({"cleared": True, "test_id": test_id})
 
 

@@ -22,12 +22,19 @@ from starlette.responses import Response
 
 from emulator.errors import ApiError
 from emulator.http import json_response, read_body
-from emulator.journal import TEST_ID_HEADER
+from emulator.names import CONTROL_TOKEN_HEADER as TOKEN_HEADER
+from emulator.names import OWN_HEADERS, TEST_ID_HEADER
+from emulator.server.runtime import Runtime
 
-TOKEN_HEADER = "x-emulator-control-token"
 log = logging.getLogger("tokenhub_emulator.control")
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The server's runtime (the app's `state.runtime`): what every control call reads or changes."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 class ControlError(Exception):
@@ -61,8 +68,8 @@ def is_loopback(host: str) -> bool:
 
 def check_access(request: Request) -> None:
     """Open on loopback; a configured token is always required; beyond loopback without one, refused."""
-    settings = request.app.state.runtime.settings
-    token: str | None = getattr(settings, "control_token", None)
+    settings = runtime_of(request).settings
+    token = settings.control_token
     if token:
         presented = request.headers.get(TOKEN_HEADER) or _bearer(request)
         if not presented or not hmac.compare_digest(presented.encode(), token.encode()):
@@ -93,9 +100,9 @@ SAME_SITE_FETCHES = frozenset({"same-origin", "none"})  # Sec-Fetch-Site values 
 def check_browser(request: Request) -> None:
     """Refuse what a web page could make a browser send; see the module docstring."""
     headers = request.headers
-    settings = request.app.state.runtime.settings
+    settings = runtime_of(request).settings
     host = headers.get("host", "")
-    if is_loopback(settings.host) and not getattr(settings, "control_token", None) and not _loopback_name(host):
+    if is_loopback(settings.host) and not settings.control_token and not _loopback_name(host):
         raise ControlError(
             403,
             f"The control API answers only to a loopback host name (localhost, 127.0.0.1, [::1]), not {host!r}.",
@@ -127,7 +134,7 @@ def _preflighted(request: Request) -> bool:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type in PREFLIGHTED_TYPES or media_type.endswith("+json"):
         return True
-    return any(name.startswith("x-emulator-") for name in request.headers)
+    return any(name.startswith(OWN_HEADERS) for name in request.headers)
 
 
 def _loopback_name(host: str) -> bool:
@@ -139,7 +146,7 @@ def _loopback_name(host: str) -> bool:
 
 async def control_body(request: Request, limit: int | None = None) -> bytes:
     """The body of a control call; 413 past `limit` (default: the server's control_body_bytes)."""
-    limit = limit or request.app.state.runtime.settings.control_body_bytes
+    limit = limit or runtime_of(request).settings.control_body_bytes
     try:
         return bytes(await read_body(request, limit))
     except ApiError:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from emulator.control.endpoint import ControlError, by_method, control_body, control_endpoint, test_id_of
+from emulator.control.endpoint import ControlError, by_method, control_body, control_endpoint, runtime_of, test_id_of
 from emulator.faults import report as resilience
 from emulator.faults.rules import parse_fault_json
 from emulator.http import json_response
@@ -27,13 +27,10 @@ MAX_FAULT_BODY = 64 * 1024
 log = logging.getLogger("tokenhub_emulator.faults")
 
 
-def _runtime(request: Request) -> Any:
-    return request.app.state.runtime
-
 
 @control_endpoint()
 async def list_faults(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     background = list(runtime.engine.settings.faults)
     rules = [*runtime.faults.listed(), *background]
     return json_response({"object": "list", "data": [rule.as_dict() for rule in rules]})
@@ -41,7 +38,7 @@ async def list_faults(request: Request) -> Response:
 
 @control_endpoint()
 async def add_fault(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     raw = await control_body(request, MAX_FAULT_BODY)
     try:
         body = json.loads(raw)
@@ -73,7 +70,7 @@ def window_warning(window: tuple[float, float] | None, elapsed: float) -> str | 
 
 @control_endpoint()
 async def clear_faults(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     count = len(runtime.faults.runtime)
     runtime.faults.clear()
     return json_response({"removed": count})
@@ -82,14 +79,14 @@ async def clear_faults(request: Request) -> Response:
 @control_endpoint()
 async def remove_fault(request: Request) -> Response:
     fault_id = request.path_params["fault_id"]
-    if not _runtime(request).faults.remove(fault_id):
+    if not runtime_of(request).faults.remove(fault_id):
         raise ControlError(404, f"No run-time fault {fault_id!r}.", code="fault_not_found", param="fault_id")
     return json_response({"removed": 1, "id": fault_id})
 
 
 @control_endpoint()
 async def resilience_report(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     test_id = test_id_of(request)
     entries = runtime.journal.entries(test_id=test_id)
     return json_response(resilience.report(entries, runtime.faults.injected, test_id))

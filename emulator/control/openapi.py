@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from emulator import __version__
+from emulator.names import CONTROL_PREFIX
+from emulator.protocols.registry import PROTOCOLS
 
-PREFIX = "/_emulator"
+PREFIX = CONTROL_PREFIX
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 STRINGS = {"type": "array", "items": {"type": "string"}}
@@ -150,7 +152,7 @@ SCHEMAS: dict[str, Any] = {
             "time": {"type": "number", "description": "wall-clock seconds when the request arrived"},
             "method": {"type": "string"},
             "path": {"type": "string"},
-            "protocol": {"enum": ["chat", "responses", "messages", None]},
+            "protocol": {"enum": [*PROTOCOLS, None]},
             "test_id": {"type": "string"},
             "model": NULLABLE_STRING,
             "stream": {"type": "boolean"},
@@ -240,7 +242,7 @@ _QUERY = {
         ("path", {"type": "string"}, "only requests to this path"),
         ("status", {"type": "integer", "minimum": 100, "maximum": 599}, "only answers with this status"),
         ("rule", {"type": "string"}, "only requests answered by this rule"),
-        ("protocol", {"enum": ["chat", "responses", "messages"]}, "only this protocol"),
+        ("protocol", {"enum": list(PROTOCOLS)}, "only this protocol"),
         ("since", {"type": "number"}, "only requests that arrived at or after this time (epoch seconds)"),
         ("limit", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "only the last N"),
         ("request_id", {"type": "string"}, "only the request whose response carried this x-request-id"),

@@ -26,7 +26,8 @@ from emulator.scenarios.loader import SUFFIXES, load_scenario_file, unreachable_
 from emulator.scenarios.schema import KEYS
 
 if TYPE_CHECKING:
-    from emulator.server.app import Runtime
+    from emulator.config import Settings
+    from emulator.server.runtime import Runtime
 
 _unnamed = itertools.count(1)
 
@@ -57,7 +58,7 @@ def _stem(file: str | None) -> str | None:
     return base or None
 
 
-def scenario_roots(settings: Any) -> list[Path]:
+def scenario_roots(settings: Settings) -> list[Path]:
     """Where `path` loads may read: --scenario-root, else each --scenario folder (a file's own folder)."""
     if settings.scenario_roots is not None:
         return list(settings.scenario_roots)

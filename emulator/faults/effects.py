@@ -1,85 +1,28 @@
-"""What a fault does: the HTTP error it answers with, the connection it breaks, the stream it spoils.
+"""What the mid-stream faults do to a scheduled stream: each takes the events with their offsets and yields the
+parts a broken gateway would send.
 
-(emulator/faults/rules.py says what a fault is and when it fires.)
+(emulator/faults/kinds.py says which kind does which; the pipeline hands them the stream.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
-from emulator.exchange import Failure
-from emulator.faults.rules import Fault
-from emulator.ratelimit import exhausted_headers, retry_headers
-from emulator.server.delivery import Delivery, Ending, Part, SseEvent, encode
+from emulator.sse import Part, SseEvent, encode
 
-HANG_LIMIT_S = 600.0  # a hang ends (the connection is closed) if the client has not given up by then
-DEFAULT_RETRY_AFTER_S = {429: 1.0}
+Schedule = Iterator[tuple[SseEvent, float]]  # the stream's events, each with its offset from the start (s)
 
 
-def error_failure(fault: Fault, protocol: str, limit_headers: Mapping[str, str]) -> Failure:
-    """The HTTP error of an `error` fault: the profile's type and code, with the headers the gateways send.
-
-    A 429 carries the rate-limit headers (the limiter's when limits are configured, else a spent request
-    budget) and a retry-after (1 s unless the fault says otherwise).
-    """
-    status = int(fault.value or 500)
-    retry_ms = fault.retry_after_ms
-    if retry_ms is None and status in DEFAULT_RETRY_AFTER_S:
-        retry_ms = DEFAULT_RETRY_AFTER_S[status] * 1000
-    headers = dict(limit_headers)
-    if status == 429 and not headers:
-        headers.update(exhausted_headers(protocol, (retry_ms or 0) / 1000))
-    if retry_ms is not None:
-        headers.update(retry_headers(retry_ms / 1000))
-    if fault.should_retry is not None:
-        headers["x-should-retry"] = "true" if fault.should_retry else "false"
-    return Failure(status=status, message=fault.message or "", headers=headers)
-
-
-def event_failure(fault: Fault, protocol: str) -> Failure:
-    """The failure a mid-stream error event reports: overloaded (529) on the Anthropic route, else a 500."""
-    status = int(fault.value) if fault.value is not None else (529 if protocol == "messages" else 500)
-    return Failure(status=status, message=fault.message or "")
-
-
-def transport_fault(fault: Fault, on_done: Callable[[bool], None] | None = None, drained: Any = None) -> Delivery:
-    """hang: nothing until the client gives up (or, if the server stops first, `drained`: an error response);
-    reset: an RST; empty: the connection closed without a byte."""
-    if fault.kind == "hang":
-        return Delivery(
-            0, {}, (), delay=HANG_LIMIT_S, send_headers=False, ending="close", on_done=on_done, drained=drained
-        )
-    ending = "reset" if fault.kind == "reset" else "close"
-    return Delivery(0, {}, (), send_headers=False, ending=ending, on_done=on_done)
-
-
-def break_stream(
-    fault: Fault, schedule: Iterator[tuple[SseEvent, float]], error_event: Callable[[], SseEvent]
-) -> tuple[Iterator[Part], Ending]:
-    """The scheduled events as a mid-stream fault leaves them, and how the response ends."""
-    kind = fault.kind
-    if kind == "disconnect_after":
-        return _first(schedule, int(fault.value or 0)), "close"
-    if kind == "no_terminator":
-        return _without_last(schedule), "complete"
-    if kind == "stall":
-        return _stalled(schedule, fault.strike_at(), (fault.value or 0) / 1000), "complete"
-    if kind == "malformed":
-        return _malformed(schedule, fault.strike_at()), "complete"
-    if kind == "error_event":
-        return _erroring(schedule, fault.strike_at(), error_event), "complete"
-    return ((encode(e), at) for e, at in schedule), "complete"
-
-
-def _first(schedule: Iterator[tuple[SseEvent, float]], count: int) -> Iterator[Part]:
+def first(schedule: Schedule, count: int) -> Iterator[Part]:
+    """The first `count` events, then nothing (the connection closes)."""
     for index, (event, at) in enumerate(schedule):
         if index >= count:
             return
         yield encode(event), at
 
 
-def _without_last(schedule: Iterator[tuple[SseEvent, float]]) -> Iterator[Part]:
+def without_last(schedule: Schedule) -> Iterator[Part]:
+    """Every event but the terminator."""
     previous = None
     for item in schedule:
         if previous is not None:
@@ -87,12 +30,13 @@ def _without_last(schedule: Iterator[tuple[SseEvent, float]]) -> Iterator[Part]:
         previous = item
 
 
-def _stalled(schedule: Iterator[tuple[SseEvent, float]], after: int, seconds: float) -> Iterator[Part]:
+def stalled(schedule: Schedule, after: int, seconds: float) -> Iterator[Part]:
+    """The events from `after` on, each `seconds` later."""
     for index, (event, at) in enumerate(schedule):
         yield encode(event), at + seconds if index >= after else at
 
 
-def _malformed(schedule: Iterator[tuple[SseEvent, float]], after: int) -> Iterator[Part]:
+def malformed(schedule: Schedule, after: int) -> Iterator[Part]:
     """The first delta from `after` on (an event carrying tokens, or named `*delta`) is cut in the middle:
     invalid JSON in a data line. A delta, because SDKs skip some framing events unread (Anthropic's `ping`).
     """
@@ -106,9 +50,8 @@ def _malformed(schedule: Iterator[tuple[SseEvent, float]], after: int) -> Iterat
             yield encode(event), at
 
 
-def _erroring(
-    schedule: Iterator[tuple[SseEvent, float]], after: int, error_event: Callable[[], SseEvent]
-) -> Iterator[Part]:
+def erroring(schedule: Schedule, after: int, error_event: Callable[[], SseEvent]) -> Iterator[Part]:
+    """The first `after` events, then the protocol's error event in place of the rest."""
     last = 0.0
     for index, (event, at) in enumerate(schedule):
         if index >= after:

@@ -1,93 +1,28 @@
-"""Faults: the ways a real gateway fails, how they are written, and when each one fires.
+"""Fault rules: how a fault is written, and when it fires.
 
-A fault is one kind — an HTTP error, a transport fault or a mid-stream fault — with its options, and a
-pattern that says when it fires (a probability, the first N calls, every Nth call, a window of the run,
-only some models, keys or test ids). The same mapping is written in a scenario (`fault:` on a rule or a
-sequence step, `settings.faults`), sent to the control API as JSON, or given in one request's
-`x-emulator-fault` header (`stall=2000; after=3`).
-
-Counters (first N, every Nth) and the probability draws are kept per fault and per test id
-(`x-emulator-test-id`), drawn from the server seed: the same calls in the same order fail the same way.
-What a fault does to the answer is in emulator/faults/effects.py.
+A fault is one kind (emulator/faults/kinds.py: an HTTP error, a transport fault or a mid-stream fault) with
+its options, and a pattern that says when it fires (a probability, the first N calls, every Nth call, a window
+of the run, only some models, keys or test ids). The same mapping is written in a scenario (`fault:` on a rule
+or a sequence step, `settings.faults`), sent to the control API as JSON, or given in one request's
+`x-emulator-fault` header (`stall=2000; after=3`). emulator/faults/book.py keeps the counters and draws.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import random
-import threading
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from emulator.errors import ApiError
 from emulator.exchange import Exchange
+from emulator.faults.kinds import FAULT_KINDS, KINDS, Fault, Kind
+from emulator.names import TEST_ID_HEADER
 from emulator.specparse import INVALID, Collected, SpecReader, header_value, is_number, shown, suggestion, words
 
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    value: str  # flag | status | ms | count | status_or_flag
-    applies: str  # any | stream | json: which replies it can break
-    needs_reply: bool  # it breaks a reply (so the scenario still answers), rather than replacing it
-    options: tuple[str, ...] = ()
-
-
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind("error", "status", "any", False, ("retry_after", "retry_after_ms", "should_retry", "message")),
-        Kind("latency", "ms", "any", True),
-        Kind("hang", "flag", "any", False),
-        Kind("reset", "flag", "any", False),
-        Kind("empty", "flag", "any", False),
-        Kind("truncate", "flag", "json", True, ("bytes",)),
-        Kind("disconnect_after", "count", "stream", True),
-        Kind("stall", "ms", "stream", True, ("after",)),
-        Kind("malformed", "flag", "stream", True, ("after",)),
-        Kind("error_event", "status_or_flag", "stream", True, ("after", "message")),
-        Kind("no_terminator", "flag", "stream", True),
-    )
-}
-FAULT_KINDS = tuple(KINDS)
 FAULT_OPTIONS = ("after", "retry_after", "retry_after_ms", "should_retry", "message", "bytes")
 FAULT_PATTERNS = ("probability", "first", "every", "window", "model", "key", "test_id")
 FAULT_KEYS = FAULT_KINDS + FAULT_OPTIONS + FAULT_PATTERNS
-FAULT_HEADER = "x-emulator-fault"
-TEST_ID_HEADER = "x-emulator-test-id"
-INJECTED_KEPT = 20_000  # the journal keeps 10,000 entries
-MAX_SLOTS = 4096  # (fault, test id) counters and draws kept (~3 KB each); the least recently used go first
-
-
-@dataclass(frozen=True)
-class Fault:
-    kind: str
-    value: float | None = None  # status, milliseconds or a count, as the kind says
-    after: int | None = None  # events sent before a mid-stream fault strikes
-    retry_after_ms: float | None = None
-    should_retry: bool | None = None
-    message: str | None = None
-    bytes: int | None = None
-
-    @property
-    def spec(self) -> Kind:
-        return KINDS[self.kind]
-
-    @property
-    def label(self) -> str:
-        """Short and stable: `error 429`, `reset`, `stall 2000ms after 3`."""
-        if self.value is None or self.spec.value == "flag":
-            text = self.kind
-        elif self.spec.value == "ms":
-            text = f"{self.kind} {self.value:g}ms"
-        else:
-            text = f"{self.kind} {self.value:g}"
-        return f"{text} after {self.after}" if self.after is not None and self.kind != "disconnect_after" else text
-
-    def strike_at(self) -> int:
-        return self.after if self.after is not None else 1
 
 
 @dataclass(frozen=True)
@@ -316,111 +251,3 @@ def parse_fault_json(body: Any, *, fault_id: str, source: str = "runtime") -> tu
         return None, [f"the body must be a JSON object describing a fault, got {shown(body)}"]
     rule = parse_fault_mapping(SpecReader(collected), body, fault_id=fault_id, source=source)
     return (None, collected.messages) if rule is INVALID else (rule, [])
-
-
-# ---------------------------------------------------------------- the book of faults
-
-
-class FaultBook:
-    """Run-time faults (control API); the counters and draws of every fault; what each request was given."""
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
-        self.runtime: dict[str, FaultRule] = {}
-        self.started = time.monotonic()
-        self.injected: dict[int, str] = {}  # journal entry id → label of the fault it got
-        self._counts: dict[tuple[str, str], int] = {}
-        self._rngs: dict[tuple[str, str], random.Random] = {}
-        self._headers: dict[str, FaultRule] = {}
-        self._next_id = 1
-        self._lock = threading.Lock()
-
-    # run-time faults
-    def new_id(self) -> str:
-        with self._lock:
-            fault_id = f"fault_{self._next_id}"
-            self._next_id += 1
-            return fault_id
-
-    def add(self, rule: FaultRule) -> None:
-        self.runtime[rule.id] = rule
-
-    def remove(self, fault_id: str) -> bool:
-        return self.runtime.pop(fault_id, None) is not None
-
-    def clear(self) -> None:
-        self.runtime.clear()
-
-    def listed(self) -> list[FaultRule]:
-        return list(self.runtime.values())
-
-    # choosing
-    def from_header(self, headers: Mapping[str, str]) -> FaultRule | None:
-        """The request's own fault; ApiError 400 naming the header when it is wrong."""
-        text = headers.get(FAULT_HEADER)
-        if text is None:
-            return None
-        text = text.strip()
-        rule = self._headers.get(text)
-        if rule is None:
-            collected = Collected()
-            data = header_to_mapping(text)
-            rule = parse_fault_mapping(SpecReader(collected), data, fault_id=f"header:{text}", source="header")
-            if rule is INVALID:
-                problem = collected.messages[0] if collected.messages else "it is empty"
-                problem += "" if problem.endswith((".", "?")) else "."
-                raise ApiError(400, f"Invalid header '{FAULT_HEADER}': {problem}", param=FAULT_HEADER)
-            if len(self._headers) > 1000:
-                self._headers.clear()
-            self._headers[text] = rule
-        return rule
-
-    def pick(self, candidates: Iterable[FaultRule | None], who: Who) -> FaultRule | None:
-        """The first candidate that fires; every candidate that applies counts this call."""
-        chosen = None
-        elapsed = time.monotonic() - self.started
-        with self._lock:
-            for rule in candidates:
-                if rule is None or not rule.applies_to(who):
-                    continue
-                slot = (rule.id, who.test_id)
-                count = self._counts.pop(slot, 0)  # popped and put back: the least recently used come first
-                self._counts[slot] = count + 1
-                rng = self._rngs.pop(slot, None)
-                if rng is None and rule.pattern.probability is not None:  # ~3 KB each: only when a draw is needed
-                    rng = random.Random(f"{self.seed}|{rule.id}|{who.test_id}")
-                if rng is not None:
-                    self._rngs[slot] = rng
-                if rule.pattern.fires(count, rng, elapsed) and chosen is None:
-                    chosen = rule
-            while len(self._counts) > MAX_SLOTS:  # test ids and header texts without end: forget the oldest
-                oldest = next(iter(self._counts))
-                del self._counts[oldest]
-                self._rngs.pop(oldest, None)
-        return chosen
-
-    def before_reply(
-        self, header: FaultRule | None, who: Who, background: Iterable[FaultRule] = ()
-    ) -> FaultRule | None:
-        """Most specific first: the request's header, then run-time faults, then the scenarios' background."""
-        return self.pick([header, *self.runtime.values(), *background], who)
-
-    def record(self, entry_id: int | None, label: str) -> None:
-        """Note what was injected into a journaled request, for the resilience report (as long as the journal)."""
-        if entry_id is None:
-            return
-        self.injected[entry_id] = label
-        if len(self.injected) > INJECTED_KEPT:
-            del self.injected[next(iter(self.injected))]
-
-    def reset(self, test_id: str | None = None) -> None:
-        with self._lock:
-            if test_id is None:
-                self._counts.clear()
-                self._rngs.clear()
-                self.injected.clear()
-                self.started = time.monotonic()
-            else:
-                for slot in [s for s in self._counts if s[1] == test_id]:
-                    self._counts.pop(slot, None)
-                    self._rngs.pop(slot, None)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from emulator.cli.record import DEFAULT_MAX_BYTES
+from emulator.record import DEFAULT_MAX_BYTES
 from emulator.record.convert import Event
 
 # SSE events that carry no generated text: they go out before the first token or after the last.

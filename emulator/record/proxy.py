@@ -24,22 +24,22 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.requests import Request
 
-from emulator.cli.record import DEFAULT_MAX_BYTES, DEFAULT_MAX_S, shown_upstream
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure
 from emulator.http import json_response, mask_key
+from emulator.names import OWN_HEADERS
 from emulator.profiles import Catalog, CatalogModel
-from emulator.protocols.base import Context
+from emulator.protocols.base import Adapter, Context
+from emulator.record import DEFAULT_MAX_BYTES, DEFAULT_MAX_S
 from emulator.record.capture import Capture, TooLarge
 from emulator.record.cassette import Cassette
 from emulator.record.convert import outcome_for, when_for
 
 if TYPE_CHECKING:
-    from emulator.server.app import Runtime
+    from emulator.server.runtime import Runtime
 
 log = logging.getLogger("uvicorn.error.record")  # printed by uvicorn's handler, at --log-level
 
-MODES = ("once", "new", "replay")
 QUEUED_CHUNKS = 256  # chunks read ahead of a slow client (the upstream waits for it beyond that)
 SECRET_REQUEST_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
 HOP_BY_HOP = frozenset(
@@ -48,6 +48,13 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def shown_upstream(url: str) -> str:
+    """Scheme, host and port only: credentials and query strings stay out of files and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 class Recorder:
@@ -92,10 +99,12 @@ class Recorder:
     def _protocol(self, scope: dict[str, Any]) -> str | None:
         return self.runtime.protocol_for(scope["path"])
 
+    def _adapter(self, protocol: str | None) -> Adapter:
+        return next(a for a in self.runtime.adapters if a.protocol == protocol)
+
     def _exchange(self, scope: dict[str, Any], body: bytes) -> Exchange | None:
         """The request as the engine sees it; None when it does not parse (it is proxied, not recorded)."""
-        protocol = self._protocol(scope)
-        adapter = next(a for a in self.runtime.adapters if a.protocol == protocol)
+        adapter = self._adapter(self._protocol(scope))
         try:
             data = json.loads(body)
         except ValueError:
@@ -175,7 +184,8 @@ class Recorder:
         try:
             events = [event for _, event in capture.events()] if capture.streamed else []
             body = None if capture.streamed and capture.status < 400 else capture.json()
-            outcome = masked(outcome_for(exchange.protocol, capture.status, capture.headers, body, events), secrets)
+            adapter = self._adapter(exchange.protocol)
+            outcome = masked(outcome_for(adapter, capture.status, capture.headers, body, events), secrets)
             name = self.cassette.add(when_for(exchange), outcome, capture.timing())
             scenario = self.cassette.save()
         except TooLarge as error:
@@ -221,7 +231,7 @@ class Recorder:
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1")
             for k, v in scope.get("headers", [])
-            if k.decode("latin-1").lower() not in HOP_BY_HOP and not k.lower().startswith(b"x-emulator-")
+            if k.decode("latin-1").lower() not in HOP_BY_HOP and not k.lower().startswith(OWN_HEADERS.encode())
         }
         headers["accept-encoding"] = "identity"  # the answer is read as it streams
         if self.upstream_key:

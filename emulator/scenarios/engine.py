@@ -6,12 +6,12 @@ import difflib
 import heapq
 import threading
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emulator.exchange import Exchange, Failure, Reply
+from emulator.names import TEST_ID_HEADER
 from emulator.scenarios.actions import Decision, Run
 from emulator.scenarios.index import RuleIndex
 from emulator.scenarios.matchers import AllOf, Condition, TextIs
@@ -22,7 +22,6 @@ from emulator.scenarios.templates import RenderTooLarge
 if TYPE_CHECKING:
     from emulator.generate import Generator
 
-SCOPE_HEADER = "x-emulator-test-id"
 NEAREST_SHOWN = 3
 COMPARED_CHARS = 64  # near-miss ranking compares this much of each end of two texts: its cost never grows with them
 
@@ -78,19 +77,6 @@ class State:
                 self._counts.clear()
             else:
                 self._counts.pop(scope, None)
-
-
-_decided: ContextVar[Decision | None] = ContextVar("decided", default=None)
-
-
-def decision_of(outcome: Reply | Failure) -> Decision:
-    """The timing and fault that came with an outcome `respond` has just returned (in this task).
-
-    `respond` stays the one entry point (engines that wrap it, like the scoped one, keep working); an outcome
-    that did not come from a rule (a queued failure) has no timing or fault of its own.
-    """
-    decision = _decided.get()
-    return decision if decision is not None and decision.outcome is outcome else Decision(outcome)
 
 
 def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) -> ScenarioSettings:
@@ -172,9 +158,8 @@ class Engine:
         return next((rule for rule, _, _ in self._index.candidates(exchange) if rule.when.matches(exchange)), None)
 
     def respond(self, exchange: Exchange) -> Reply | Failure:
-        decision = self.decide(exchange)
-        _decided.set(decision)
-        return decision.outcome
+        """The answer alone (`decide` without the timing, fault and misses that come with it)."""
+        return self.decide(exchange).outcome
 
     def decide(self, exchange: Exchange) -> Decision:
         """The answer, with the timing (scenario settings, rule, step) and the fault the matching rule attaches.
@@ -182,7 +167,7 @@ class Engine:
         On a matching clock (emulator/scenarios/regexes.py), a regex reached once the budget is spent is not run:
         its rule misses, and the decision lists it among its misses.
         """
-        scope = exchange.headers.get(SCOPE_HEADER, "")
+        scope = exchange.headers.get(TEST_ID_HEADER, "")
         cut: list[RuleMiss] = []
         for tried, (rule, settings, captures) in enumerate(self._index.candidates(exchange)):
             if tried & 15 == 15:  # now and then: a regex checks the clock itself

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator.faults.rules import FAULT_KEYS, FaultRule
+from emulator.protocols.registry import PROTOCOLS
 from emulator.ratelimit import RATE_LIMIT_KEYS, RateLimits
 from emulator.scenarios.actions import Action
 from emulator.scenarios.matchers import Condition
@@ -72,7 +73,7 @@ ACTIONS = (*ANSWERS, "fault")  # … or only a fault (its reply is then generate
 FALLBACKS = ("generate", "error")
 GENERATED_TOOL_CALLS = ("forced", "auto")  # settings.generate.tool_calls: only when the request forces one, or also
 # the tools the user's words mention under tool_choice auto
-ENDPOINTS = ("chat", "responses", "messages")
+ENDPOINTS = PROTOCOLS  # `endpoint:` names a protocol (emulator/protocols/registry.py)
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 THEN_MODES = ("repeat_last", "cycle")
 PRESENCE = ("absent", "present")  # tool_result and header values

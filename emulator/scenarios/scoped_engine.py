@@ -16,8 +16,11 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from emulator.exchange import Exchange, Failure, Reply
-from emulator.scenarios import SCOPE_HEADER, DeclaredModel, Engine, Rule, RuleMiss, Scenario
+from emulator.exchange import Exchange, Failure
+from emulator.names import TEST_ID_HEADER
+from emulator.scenarios.actions import Decision
+from emulator.scenarios.engine import Engine, RuleMiss
+from emulator.scenarios.schema import DeclaredModel, Rule, Scenario
 
 if TYPE_CHECKING:
     from emulator.generate import Generator
@@ -135,20 +138,22 @@ class ScopedEngine(Engine):
     def _for(self, exchange: Exchange) -> Engine | None:
         if not self._overlay_engines:
             return None
-        return self._overlay_engines.get(exchange.headers.get(SCOPE_HEADER, ""))
+        return self._overlay_engines.get(exchange.headers.get(TEST_ID_HEADER, ""))
 
     # ------------------------------------------------------------ answering
 
-    def respond(self, exchange: Exchange) -> Reply | Failure:
-        scope = exchange.headers.get(SCOPE_HEADER, "")
+    def decide(self, exchange: Exchange) -> Decision:
+        """A queued failure first (it comes with no timing or fault of its own), then the test's overlay, then
+        the shared rules."""
+        scope = exchange.headers.get(TEST_ID_HEADER, "")
         if scope:
             self.touch(scope)
         if self._failures:
             queued = self._failures.get(scope)
             if queued:
-                return queued.popleft()
+                return Decision(queued.popleft())
         engine = self._for(exchange)
-        return engine.respond(exchange) if engine else super().respond(exchange)
+        return engine.decide(exchange) if engine else super().decide(exchange)
 
     def match(self, exchange: Exchange) -> Rule | None:
         engine = self._for(exchange)

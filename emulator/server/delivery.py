@@ -20,52 +20,18 @@ protocol's envelope. So a stopping server cuts no stream and answers every reque
 from __future__ import annotations
 
 import asyncio
-import gc
-import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from emulator.server.transport import close_connection, transport_of
+from emulator.sse import Ending, Part
 
-Ending = Literal["complete", "close", "reset"]
-Part = tuple[bytes, float]  # body bytes, seconds from the stream start
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-SSE_HEADERS: dict[str, str] = {
-    "cache-control": "no-cache",
-    "connection": "keep-alive",
-    "x-accel-buffering": "no",
-    "content-type": "text/event-stream; charset=utf-8",
-}
 CLOSE_GRACE_S = 2.0  # how long to wait for the server to notice a connection we closed
 EARLY_S = 0.001  # a part due within this is written now (loop timers have millisecond resolution)
 MAX_BUFFERED = 1 << 20  # a client this far behind is waited for, as the server's own flow control would
 BACKLOG_RETRY_S = 0.005
 WRITE_AT = 64 * 1024  # parts due at once are written together, this many bytes at most per write
 
-
-@dataclass(frozen=True)
-class SseEvent:
-    """One server-sent event: `data` is the payload text (JSON, or `[DONE]`); `event` names it when the protocol does.
-
-    `tokens` is how many generated tokens the event carries (0 for framing events such as a role chunk,
-    `message_start` or `[DONE]`): the timing plan spends time-to-first-token and the per-token pace on them.
-    """
-
-    data: str
-    event: str | None = None
-    tokens: int = 0
-
-
-def encode(event: SseEvent) -> bytes:
-    """`event: x` when named, one `data:` line per line of data, a blank line (LF, as the gateways send)."""
-    head = "" if event.event is None else f"event: {_LINE_BREAK.sub('', event.event)}\n"
-    data = event.data
-    if "\n" in data or "\r" in data:
-        body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
-    else:
-        body = f"data: {data}\n"
-    return f"{head}{body}\n".encode()
 
 
 class Drain:
@@ -315,24 +281,3 @@ class _Pump:
                 write(b"".join(due_now) if len(due_now) > 1 else due_now[0])
         if not self.done.done():
             self.done.set_result(None)
-
-
-def steady_gc() -> None:
-    """Keep the garbage collector's pauses out of stream timing, once the server is built.
-
-    Everything loaded at start (modules, schemas, Faker's data) is frozen out of every collection, and the
-    young generation is collected less often: a full collection at 1,000 open streams otherwise stops the
-    loop for 40-70 ms, which every stream then sees as a late chunk.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
-
-
-def sse_parts(events: Iterable[SseEvent]) -> Iterable[Part]:
-    return ((encode(event), 0.0) for event in events)
-
-
-def sse_response(events: Iterable[SseEvent], headers: Mapping[str, str] | None = None) -> Delivery:
-    """The whole stream at once: `data: …` frames separated by a blank line, no-cache, unbuffered by proxies."""
-    return Delivery(200, {**SSE_HEADERS, **(headers or {})}, sse_parts(events), chunked=True)

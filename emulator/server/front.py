@@ -11,10 +11,12 @@ Every HTTP request gets, in this order (each once, in one frame):
 - a 500 in the protocol's envelope when anything crashes before the response has started (the exception
   is logged, never sent to the client).
 
-The protocol endpoints (`POST` to the active profile's chat, responses and messages paths) are called from
-here directly with the request's headers already read into a dict; everything else goes through Starlette's
-exception handling and router. Doing this in one layer instead of a stack of middleware (each wrapping
-`send` again and copying the headers) is most of what a non-streamed request costs outside the pipeline.
+The protocol endpoints (`POST` to the active profile's path of each protocol) are called from here directly
+with the request's headers already read into a dict; everything else goes through Starlette's exception
+handling and router. Doing this in one layer instead of a stack of middleware (each wrapping `send` again and
+copying the headers) is most of what a non-streamed request costs outside the pipeline. Each protocol
+endpoint is also a route of the router (the same endpoint, given its journal entry from the scope's state):
+that route answers when a middleware has been added, and makes the path known to 405s and 404 hints.
 """
 
 from __future__ import annotations
@@ -31,16 +33,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.ids import uuid4_hex
-from emulator.journal import CONTROL_PREFIX, Entry, Journal, Unread, decoded_headers, elapsed_ms
+from emulator.journal import Entry, Journal, Unread, current_entry, decoded_headers, elapsed_ms
+from emulator.names import CONTROL_PREFIX, REQUEST_ID_HEADERS, SCOPE_PREFIX
 from emulator.server.delivery import Drain
 from emulator.server.request_log import RequestLog
-from emulator.server.url_scope import SCOPE_PREFIX, unscoped
+from emulator.server.url_scope import unscoped
 
-REQUEST_ID_HEADERS = (b"x-request-id", b"request-id")  # OpenAI's SDK reads the first, Anthropic's the second
+ID_HEADERS = tuple(name.encode() for name in REQUEST_ID_HEADERS)
 log = logging.getLogger("tokenhub_emulator")
 control_log = logging.getLogger("tokenhub_emulator.control")  # control API calls, at debug
 
@@ -96,7 +99,8 @@ class Front(Starlette):
         endpoints: Mapping[str, Endpoint],
         request_log: RequestLog | None = None,
     ) -> None:
-        super().__init__(routes=routes, exception_handlers=exception_handlers)
+        posts = [Route(path, _routed(endpoint), methods=["POST"]) for path, endpoint in endpoints.items()]
+        super().__init__(routes=[*posts, *routes], exception_handlers=exception_handlers)
         self.journal = journal
         self.request_log = request_log  # told of each finished request: its line is written off this path
         self.protocol_for = protocol_for
@@ -132,7 +136,7 @@ class Front(Starlette):
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         id_bytes = request_id.encode()
-        ids = [(REQUEST_ID_HEADERS[0], id_bytes), (REQUEST_ID_HEADERS[1], id_bytes)]
+        ids = [(ID_HEADERS[0], id_bytes), (ID_HEADERS[1], id_bytes)]
 
         endpoint = None
         entry: Entry | None = None
@@ -229,3 +233,12 @@ class Front(Starlette):
             if cls in exception_handlers:
                 return exception_handlers[cls]
         return None
+
+
+def _routed(endpoint: Endpoint) -> Callable[[Request], Awaitable[ASGIApp]]:
+    """A protocol endpoint as a Starlette route's endpoint: its journal entry is the one the front opened."""
+
+    async def routed(request: Request) -> ASGIApp:
+        return await endpoint(request, current_entry(request.scope))
+
+    return routed

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import resource
+import socket
 from typing import Any
 
 import uvicorn
@@ -26,6 +28,17 @@ log = logging.getLogger("uvicorn.error")
 RESERVED_DESCRIPTORS = 64  # kept free beside connections: scenario files, logs, the watcher, recordings
 DEFAULT_MAX_CONNECTIONS = 16_384
 DRAIN_BEFORE_END_S = 1.0  # open answers are told to finish this long before the grace period ends
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening (port 0: a free one), inheritable by a worker process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def descriptor_room() -> int:
@@ -88,3 +101,15 @@ def _inner_app(config: uvicorn.Config) -> Any:
     while app is not None and not hasattr(app, "drain") and hasattr(app, "app"):
         app = app.app
     return app
+
+
+def steady_gc() -> None:
+    """Keep the garbage collector's pauses out of stream timing, once the server is built.
+
+    Everything loaded at start (modules, schemas, Faker's data) is frozen out of every collection, and the
+    young generation is collected less often: a full collection at 1,000 open streams otherwise stops the
+    loop for 40-70 ms, which every stream then sees as a late chunk.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)

@@ -33,7 +33,7 @@ from uvicorn.logging import ColourizedFormatter
 from emulator.journal import Entry
 
 if TYPE_CHECKING:
-    from emulator.server.app import Runtime
+    from emulator.server.runtime import Runtime
 
 LOGGER = "tokenhub_emulator"
 log = logging.getLogger(LOGGER + ".requests")
@@ -285,18 +285,15 @@ class RequestLog:
         engine = self.runtime.engine
         if engine.rules:
             return True
-        overlay = getattr(engine, "overlay", None)
-        return bool(test_id and overlay is not None and any(s.rules for s in overlay(test_id)))
+        return bool(test_id and any(s.rules for s in engine.overlay(test_id)))
 
     def _explain(self, entry: Entry, line: RequestLine) -> None:
-        from emulator.control.journal import explain
-
         if not self.budget.allows():
             line.unexplained = f"not worked out (too many misses at once); see GET /_emulator/journal/{entry.id}"
             return
         started = time.perf_counter()
         try:
-            entry.misses = explain(self.runtime, entry)
+            entry.misses = self.runtime.explain(entry)
         finally:
             self.budget.spend(time.perf_counter() - started)
         line.nearest = nearest_of(entry.misses)

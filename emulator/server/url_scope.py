@@ -9,9 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote
 
-from emulator.journal import CONTROL_PREFIX, TEST_ID_HEADER
-
-SCOPE_PREFIX = CONTROL_PREFIX + "/t/"
+from emulator.names import SCOPE_PREFIX, TEST_ID_HEADER
 
 
 def scoped_root(url: str, test_id: str) -> str:

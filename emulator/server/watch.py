@@ -23,7 +23,7 @@ from emulator.scenarios.loader import SUFFIXES
 from emulator.server.listener import GracefulServer
 
 if TYPE_CHECKING:
-    from emulator.server.app import Runtime
+    from emulator.server.runtime import Runtime
 
 log = logging.getLogger("uvicorn.error.watch")  # printed by uvicorn's handler, at --log-level
 DEBOUNCE_MS = 100  # editors write a file in several steps; wait this long for them to settle
