@@ -20,17 +20,12 @@ import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
+from emulator.cli.control_client import Client, ControlApiError, add_client_flags
 from emulator.cli.options import integer, option, text
-from emulator.cli.traffic import add_client_flags
-from emulator.names import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
 from emulator.server.request_log import RequestLine, line_of, nearest_of, status_text
 from emulator.server.request_log import TextFormatter as _TextFormatter
 
 POLL_S = 0.5
-
-
-class ControlApiError(Exception):
-    pass
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -93,34 +88,6 @@ def follow(client: Client, printed: set[int], as_json: bool, since: float | None
             since = min(unfinished) if unfinished else max(e["time"] for e in entries)
         sys.stdout.flush()
         time.sleep(POLL_S)
-
-
-class Client:
-    def __init__(self, url: str, token: str | None, test_id: str | None) -> None:
-        self.root = url.rstrip("/") + CONTROL_PREFIX
-        self.token = token
-        self.test_id = test_id
-
-    def get(self, path: str, **params: Any) -> Any:
-        query = {k: v for k, v in params.items() if v is not None}
-        if self.test_id is not None:
-            query["test_id"] = self.test_id
-        url = self.root + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        request = urllib.request.Request(url, headers={"accept": "application/json"})
-        if self.token:
-            request.add_header(CONTROL_TOKEN_HEADER, self.token)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the user's own URL
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            try:
-                message = json.loads(error.read())["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = error.reason
-            raise ControlApiError(f"{url} answered {error.code}: {message}") from None
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
-            raise ControlApiError(f"cannot reach {url}: {reason}") from None
 
 
 def line_from(entry: dict[str, Any]) -> RequestLine:

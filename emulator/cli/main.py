@@ -10,8 +10,8 @@ from pathlib import Path
 
 from emulator import __version__
 from emulator.cli import limits as cli_limits
-from emulator.cli import record
-from emulator.cli import traffic as cli_faults
+from emulator.cli import record, traffic
+from emulator.cli import report as cli_report
 from emulator.cli.options import (
     PORT,
     FlagError,
@@ -146,7 +146,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         boolean=True,
         help="reload scenario files when they change; a file with errors keeps the previous version serving",
     )
-    cli_faults.add_serve_flags(serve)
+    traffic.add_serve_flags(serve)
     cli_limits.add_serve_flags(serve)
 
     validate = commands.add_parser(
@@ -162,7 +162,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     init = cli_init.add_parser(commands)
     journal = cli_journal.add_parser(commands)
     recording = record.add_parser(commands)
-    report = cli_faults.add_report_parser(commands)
+    report = cli_report.add_parser(commands)
     return parser, {
         "serve": serve,
         "validate": validate,
@@ -195,8 +195,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         profile=args.profile,
         control_token=args.control_token or None,
         watch=bool(args.watch),
-        timing=cli_faults.timing_from_args(args),
-        rate_limits=cli_faults.rate_limits_from_args(args),
+        timing=traffic.timing_from_args(args),
+        rate_limits=traffic.rate_limits_from_args(args),
         scenario_roots=list(args.scenario_root) if args.scenario_root else None,
         **cli_limits.limits_from_args(args),
     )
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "record":
             return record.run(args)
         if args.command == "report":
-            return cli_faults.run_report(args)
+            return cli_report.run(args)
         return serve(settings_from(args))
     except FlagError as error:
         print(f"{command.prog}: error: {error} (see {command.prog} --help)", file=sys.stderr)

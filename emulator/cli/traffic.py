@@ -1,23 +1,14 @@
-"""Command-line parts of timing, rate limits and the resilience report (wired into emulator/cli/main.py).
-
-`serve` flags: the timing defaults (the same forms as the x-emulator-* request headers) and the rate limits,
-each with its TOKENHUB_EMULATOR_* variable. `report`: fetch the resilience report of a running emulator.
-"""
+"""`serve`'s flags for the pace and the limits of traffic: the timing defaults (the same forms as the
+x-emulator-* request headers) and the rate limits, each with its TOKENHUB_EMULATOR_* variable."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
-from emulator.cli.options import FlagError, http_url, option, text
+from emulator.cli.options import FlagError, option
 from emulator.config import env_name
-from emulator.names import CONTROL_PREFIX, CONTROL_TOKEN_HEADER
 from emulator.ratelimit import RateLimits, parse_per_flag
 from emulator.timing import TimingSpec, TimingValueError, timing_from_strings
 
@@ -38,7 +29,6 @@ LIMIT_FLAGS: dict[str, str] = {
     "rate-limit-per": "what a bucket is kept per: key,model, key, model or none",
 }
 LIMIT_DEFAULTS = {"rate-limit-window-s": "60", "rate-limit-per": "key,model"}
-REPORT_URL = "http://127.0.0.1:8000"
 
 
 def _setting(flag: str) -> str:
@@ -101,60 +91,3 @@ def rate_limits_from_args(args: argparse.Namespace) -> RateLimits | None:
             raise _fail("rate-limit-per", str(error)) from None
     limits = RateLimits(**values)
     return limits if limits.active else None
-
-
-# ---------------------------------------------------------------- report
-
-
-def add_client_flags(parser: argparse.ArgumentParser) -> None:
-    """--url, --test-id and --control-token: how a command reaches a running emulator's control API."""
-    option(parser, "--url", default=REPORT_URL, check=http_url, metavar="URL", help="the emulator's root URL")
-    option(parser, "--test-id", check=test_id, metavar="ID", help="only the requests of this test id")
-    option(
-        parser,
-        "--control-token",
-        check=text("a token"),
-        metavar="TOKEN",
-        help="the control token, when the server needs one",
-    )
-
-
-def test_id(value: str) -> str:
-    if not value or not value.isprintable():
-        raise ValueError(f"expected a test id of printable characters, got {value!r}")
-    return value
-
-
-def add_report_parser(commands: Any) -> argparse.ArgumentParser:
-    report = commands.add_parser(
-        "report",
-        help="print the resilience report of a running emulator (exit 1 when the client misbehaved)",
-        description="How the client behaved under the faults it was given: retries, waits against retry-after, "
-        "backoff, retried non-retryable errors, giving up. Exit status: 0 good, 1 problems, 2 no report.",
-    )
-    add_client_flags(report)
-    option(report, "--json", boolean=True, help="print the report as JSON")
-    return report
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from emulator.faults.report import render
-
-    url = args.url.rstrip("/") + CONTROL_PREFIX + "/report"
-    if args.test_id is not None:
-        url += "?" + urllib.parse.urlencode({"test_id": args.test_id})
-    request = urllib.request.Request(url, headers={"accept": "application/json"})
-    if args.control_token:
-        request.add_header(CONTROL_TOKEN_HEADER, args.control_token)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the user's own URL
-            data = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode("utf-8", "replace")[:500]
-        print(f"tokenhub-emulator: {url} answered {error.code}: {detail}", file=sys.stderr)
-        return 2
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        print(f"tokenhub-emulator: cannot get the report from {url}: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render(data))
-    return 0 if data.get("ok") else 1
