@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,10 +57,3 @@ class Settings:
 def env_name(setting: str) -> str:
     return ENV_PREFIX + setting.upper()
 
-
-def env_default(setting: str, default: str | None = None) -> str | None:
-    return os.environ.get(env_name(setting), default)
-
-
-def split_list(value: str | None, separator: str = ",") -> list[str]:
-    return [item.strip() for item in (value or "").split(separator) if item.strip()]

@@ -61,19 +61,6 @@ def _masked_cookie(part: str) -> str:
     return f"{name}={mask_key(value)}" if equals else mask_key(name)
 
 
-def masked_headers(headers: Mapping[str, str], header_bytes: int = DEFAULT_HEADER_BYTES) -> dict[str, str]:
-    """Header names in lower case, secrets masked, values longer than `header_bytes` cut with a marker."""
-    shown = {}
-    for name, value in headers.items():
-        name = name.lower()
-        if name in SECRET_HEADERS:
-            value = masked_value(name, value)
-        elif len(value) > header_bytes:
-            value = cut_text(value, header_bytes)
-        shown[name] = value
-    return shown
-
-
 def cut_text(text: str, keep: int) -> str:
     return f"{text[:keep]}…[{len(text) - keep} more characters]"
 
@@ -333,15 +320,6 @@ class Journal:
                 self._bytes += extra
                 if self._bytes > self.max_bytes:
                     self._evict()
-
-    def grow(self, entry: Entry, extra: int) -> None:
-        with self._lock:
-            if entry.size is None:  # evicted already
-                return
-            entry.size += extra
-            self._bytes += extra
-            if self._bytes > self.max_bytes:
-                self._evict()
 
     def _evict(self) -> None:
         """Oldest out until within both bounds (the newest entry stays whatever it weighs). Holds the lock."""

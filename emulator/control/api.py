@@ -33,6 +33,7 @@ from emulator.exchange import Failure
 from emulator.headers import header_problem
 from emulator.http import json_response
 from emulator.protocols.registry import PROTOCOLS
+from emulator.scenarios.scoped_engine import FAIL_NEXT_RULE
 
 STARTED = time.time()
 YAML_TYPES = frozenset(
@@ -239,7 +240,7 @@ async def fail_next(request: Request) -> Response:
         code=texts["code"],
         param=texts["param"],
         headers={str(k).lower(): str(v) for k, v in headers.items()},
-        rule="fail_next",
+        rule=FAIL_NEXT_RULE,
     )
     runtime.engine.fail_next(test_id, [failure] * count)
     return json_response({"queued": runtime.engine.pending_failures(test_id), "test_id": test_id}, 201)

@@ -57,7 +57,7 @@ LONG_CONVERSATION = 2_000  # items: a request continuing more is read and answer
 
 
 def new_id(prefix: str) -> str:
-    """`resp_…`, `msg_…`, `rs_…`, `fc_…`: a prefix and 32 hex digits, as the gateways' ids look (seed 003)."""
+    """`resp_…`, `msg_…`, `rs_…`, `fc_…`: a prefix and 32 hex digits, as the gateways' ids look (CloudBase's examples)."""
     return f"{prefix}_{uuid4_hex()}"
 
 

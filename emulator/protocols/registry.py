@@ -21,10 +21,3 @@ def adapters(store_bytes: int | None = None) -> list[Adapter]:
     """One of each, as a server runs them: their stores bounded to `store_bytes` (None: their default)."""
     return [adapter.made(store_bytes) for adapter in ADAPTERS]
 
-
-def adapter_class(protocol: str) -> type[Adapter]:
-    """The adapter class of a protocol name; KeyError names the protocols there are."""
-    for adapter in ADAPTERS:
-        if adapter.protocol == protocol:
-            return adapter
-    raise KeyError(f"no protocol {protocol!r}: {', '.join(PROTOCOLS)}")

@@ -1,4 +1,4 @@
-"""Seed 000's examples, each through the real openai SDK against the real server, validated against the spec."""
+"""TokenHub's documented examples, each through the real openai SDK against the real server, validated against the spec."""
 
 from __future__ import annotations
 
