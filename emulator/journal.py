@@ -184,7 +184,7 @@ def _set_body(entry: Entry, value: Any) -> None:
     entry._body = value  # type: ignore[attr-defined]
 
 
-Entry.body = property(_body, _set_body)  # type: ignore[assignment]
+Entry.body = property(_body, _set_body)
 
 
 def decoded_headers(raw: Any) -> dict[str, str]:
@@ -263,7 +263,7 @@ class Journal:
         entry.headers, size = self._kept_headers(headers)
         entry._body = None  # type: ignore[attr-defined]
         entry.body_bytes = None
-        entry._response_headers = {}
+        entry._response_headers = {}  # type: ignore[attr-defined]
         entry.error = None
         entry.misses = []
         entry.started = time.monotonic()

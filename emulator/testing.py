@@ -261,8 +261,8 @@ class EmulatorTest:
         headers: Mapping[str, str] | None = None,
     ) -> int:
         """This test's next `count` API requests fail with `status`; how many failures are now queued."""
-        spec = {"count": count, "status": status, "message": message, "type": type, "code": code}
-        spec = {k: v for k, v in spec.items() if v is not None}
+        given: dict[str, Any] = {"count": count, "status": status, "message": message, "type": type, "code": code}
+        spec = {k: v for k, v in given.items() if v is not None}
         if headers:
             spec["headers"] = dict(headers)
         return self.server.control("POST", "/fail_next", self.test_id, json=spec)["queued"]
@@ -447,7 +447,7 @@ def _last_user_text(request: RecordedRequest) -> str | None:
             if isinstance(content, str):
                 return content[:200]
             if isinstance(content, list):
-                texts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+                texts = [str(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
                 return " ".join(texts)[:200]
     return None
 

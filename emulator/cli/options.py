@@ -69,7 +69,9 @@ def option(
     if boolean:
         target.add_argument(flag, action="store_const", const=True, default=None, help=text, **kwargs)
     else:
-        target.add_argument(flag, type=_argparse_check(check) if check else None, default=None, help=text, **kwargs)
+        if check is not None:
+            kwargs["type"] = _argparse_check(check)
+        target.add_argument(flag, default=None, help=text, **kwargs)
     options: list[EnvOption] = parser.__dict__.setdefault("env_options", [])
     dest = kwargs.get("dest", setting)
     options.append(EnvOption(dest, flag, variable, check, default, boolean, separator))

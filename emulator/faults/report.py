@@ -164,7 +164,11 @@ def chains_of(entries: Iterable[Entry], injected: Mapping[int, str]) -> list[Cha
         if entry.protocol is None:
             continue
         attempt = Attempt(entry, injected.get(entry.id))
-        key = (entry.test_id, entry.path, entry.headers.get("authorization", entry.headers.get("x-api-key", "")))
+        key: tuple[str, ...] = (
+            entry.test_id,
+            entry.path,
+            entry.headers.get("authorization", entry.headers.get("x-api-key", "")),
+        )
         key += (json.dumps(entry.body, sort_keys=True, default=str),)
         current = open_chains.get(key)
         fresh = entry.headers.get(RETRY_COUNT_HEADER) == "0"

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
@@ -373,7 +373,8 @@ def _tool_choice(request: m.CountTokensRequest, tools: list[Tool]) -> ToolChoice
         raise ApiError.invalid(
             "tool_choice.any: `tool_choice` of type 'any' requires `tools` to be provided", param="tool_choice"
         )
-    return ToolChoice({"auto": "auto", "any": "required", "none": "none"}[choice.type])
+    modes: dict[str, Literal["auto", "required", "none"]] = {"auto": "auto", "any": "required", "none": "none"}
+    return ToolChoice(modes[choice.type])
 
 
 def _parallel_tool_calls(request: m.CountTokensRequest, traits: Traits) -> bool:

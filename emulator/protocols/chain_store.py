@@ -73,7 +73,7 @@ class Link(Generic[V]):
         self.key = key
         self.parent = parent
         self._decode = decode  # `items` are in the store's own form: this reads them back
-        self.length = count + (parent.length if parent is not None else 0)  # items in the whole conversation
+        self.length: int = count + (parent.length if parent is not None else 0)  # items in the whole conversation
         self.derived: Any = None  # what a protocol worked out from the conversation (see ChainStore.derive)
         self._derived_size = 0
         self.items = items

@@ -79,9 +79,9 @@ def _messages(request: m.ChatCompletionRequest) -> list[Message]:
             out.append(Message("user", _joined_text(msg.content), parts=_extra_parts(msg.content)))
         elif isinstance(msg, m.AssistantMessage):
             made = [ToolCall(c.id, c.name, c.arguments) for c in msg.tool_calls or ()]
-            for call in made:
-                calls[call.id] = call
-                pending[call.id] = index
+            for made_call in made:
+                calls[made_call.id] = made_call
+                pending[made_call.id] = index
             text = _joined_text(msg.content)
             out.append(Message("assistant", text, tool_calls=made, reasoning=msg.reasoning_content))
         elif isinstance(msg, m.ToolMessage):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -87,7 +87,8 @@ def _content_parts(item: m.MessageItem) -> list[dict[str, Any]]:
             _output_text(item.content) if item.role == "assistant" else {"type": "input_text", "text": item.content}
         ]
     parts = []
-    for part in item.content:
+    content: Sequence[BaseModel] = item.content  # a union of part models, made at run time
+    for part in content:
         dumped = part.model_dump(by_alias=True, exclude_none=True)
         if dumped["type"] == "output_text":
             dumped = {**_output_text(dumped["text"]), **dumped}
@@ -207,9 +208,9 @@ class Reading:
             elif kind == "reasoning":
                 _assistant_turn(messages, fresh_if_spoken=True).reasoning = _reasoning_text(item)
             elif kind == "function_call":
-                call = ToolCall(item["call_id"], item["name"], item["arguments"])
-                calls[call.id] = call
-                _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
+                made = ToolCall(item["call_id"], item["name"], item["arguments"])
+                calls[made.id] = made
+                _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(made)
             elif kind == "function_call_output":
                 call_id = item.get("call_id")
                 call = calls.get(call_id) if call_id else _last_open(calls, answered, item.get("name"))
@@ -394,7 +395,7 @@ def _tool_echo(tool: m.ToolDefinition) -> dict[str, Any]:
 
 def _text_echo(request: m.CreateResponseRequest) -> dict[str, Any]:
     text = request.text or m.TextParam()
-    fmt = text.format.model_dump(by_alias=True, exclude_none=True) if text.format else {"type": "text"}
+    fmt: dict[str, Any] = text.format.model_dump(by_alias=True, exclude_none=True) if text.format else {"type": "text"}
     if fmt["type"] == "json_schema":
         fmt.setdefault("strict", False)
     return {"format": fmt, "verbosity": text.verbosity or "medium"}

@@ -17,12 +17,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 from starlette.requests import Request
+from starlette.types import Message, Receive, Send
 
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure
@@ -46,8 +46,6 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
      "proxy-authenticate", "content-length", "host", "date", "server"}
 )  # fmt: skip
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def shown_upstream(url: str) -> str:
@@ -307,7 +305,7 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     """A receive callable that gives the already read body once, then waits on the real one (disconnects)."""
     sent = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True

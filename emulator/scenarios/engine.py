@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import heapq
 import threading
 from collections.abc import Callable, Sequence
@@ -186,7 +187,7 @@ class Engine:
                 captures=_captures(rule.when, exchange) if captures else {},
                 sentences=settings.sentences or DEFAULT_SENTENCES,
                 locale=settings.locale,
-                next_count=lambda key=rule.key: self.state.next(scope, key),
+                next_count=functools.partial(self.state.next, scope, rule.key),
                 render_chars=self.render_chars,
             )
             try:
@@ -204,7 +205,8 @@ class Engine:
             message = self._no_match_message(nearest)
             return Decision(Failure(status=400, message=message), self.settings.timing, misses=(*cut, *nearest))
         sentences = self.settings.sentences or DEFAULT_SENTENCES
-        reply = self.reply_generator(exchange, self.generator, sentences=sentences, tool_calls=self.settings.tool_calls)
+        tool_calls = self.settings.tool_calls or "forced"  # merged_settings' default
+        reply = self.reply_generator(exchange, self.generator, sentences=sentences, tool_calls=tool_calls)
         return Decision(reply, self.settings.timing, misses=tuple(cut))
 
     def explain(self, exchange: Exchange, limit: int | None = None) -> list[RuleMiss]:

@@ -11,6 +11,7 @@ from emulator.ratelimit import RATE_LIMIT_KEYS, RateLimits
 from emulator.scenarios.actions import Action
 from emulator.scenarios.matchers import Condition
 from emulator.scenarios.problems import Pos
+from emulator.scenarios.textmatch import TextKind
 from emulator.timing import CHUNK_UNITS, JITTER_KINDS, JITTER_PARAMS, TIMING_KEYS, TimingSpec
 
 # Allowed keys per kind of mapping. The names are the `$defs` of emulator/data/scenario.schema.json.
@@ -65,7 +66,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "fault": FAULT_KEYS,
     "rateLimits": RATE_LIMIT_KEYS,
 }
-TEXT_KINDS = ("equals", "contains", "starts_with", "ends_with", "regex")
+TEXT_KINDS: tuple[TextKind, ...] = ("equals", "contains", "starts_with", "ends_with", "regex")
 ANSWERS = ("reply", "fail", "sequence")  # a rule has one of these …
 
 # Allowed words per enumerated value.

@@ -165,6 +165,7 @@ class _Builder:
                 items.append(self.build(child))
                 items.item_pos.append(pos_of(child))
             return items
+        assert isinstance(node, ScalarNode)
         return self._scalar(node)
 
     def _scalar(self, node: ScalarNode) -> Any:

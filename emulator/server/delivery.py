@@ -131,7 +131,7 @@ class Delivery:
         """A built response (status, headers, body) sent after `delay`; `cut`: only that many body bytes, then close."""
         body: bytes = response.body
         parts = [(body if cut is None else body[:cut], 0.0)]
-        ending = "complete" if cut is None else "close"
+        ending: Ending = "complete" if cut is None else "close"
         return cls(response.status_code, response.raw_headers, parts, delay=delay, ending=ending, on_done=on_done)
 
     def _wake(self) -> None:

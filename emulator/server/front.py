@@ -51,7 +51,7 @@ control_log = logging.getLogger("tokenhub_emulator.control")  # control API call
 Endpoint = Callable[[Request, Entry | None], Awaitable[ASGIApp]]
 
 
-class RequestHeaders(dict):  # type: ignore[type-arg]
+class RequestHeaders(dict[str, str]):
     """The headers of a request that repeats none of them, by name: a dict, so a lookup costs what a dict's does.
 
     ASGI servers give header names in lower case, so this answers what Starlette's `Headers` answers for the
@@ -78,7 +78,7 @@ class FrontRequest(Request):
         self._stream_consumed = False
         self._is_disconnected = False
         self._form = None
-        self.headers = self._headers = headers
+        self.headers = self._headers = headers  # type: ignore[assignment]  # a dict, or Starlette's Headers
 
 
 class Front(Starlette):
@@ -165,7 +165,8 @@ class Front(Starlette):
                 message["headers"] = [*message.get("headers", []), *ids]
                 if entry is not None:
                     entry.status = message["status"]
-                    entry._response_headers = Unread(message["headers"], decoded_headers)
+                    entry._response_headers = Unread(  # type: ignore[attr-defined]
+                        message["headers"], decoded_headers)
             elif kind == "http.response.body" and entry is not None:
                 now = elapsed_ms(entry)
                 if entry.first_byte_ms is None:

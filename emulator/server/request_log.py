@@ -437,7 +437,7 @@ class JsonFormatter(logging.Formatter):
         return self._encode(data)
 
 
-class BatchHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class BatchHandler(logging.StreamHandler[TextIO]):
     """A StreamHandler that leaves request lines in the stream's buffer: RequestLog.flush() flushes once a
     batch. Any other record is flushed at once, as StreamHandler does."""
 

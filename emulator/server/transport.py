@@ -65,7 +65,7 @@ def http_protocol(
     except ImportError:  # httptools is optional in uvicorn
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
-        class H11TransportProtocol(H11Protocol):  # type: ignore[misc]
+        class H11TransportProtocol(H11Protocol):
             def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
                 super().connection_made(OneWrite(transport))  # type: ignore[arg-type]
 
@@ -82,7 +82,7 @@ def http_protocol(
 def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBody) -> type[asyncio.Protocol]:
     watchdog = _Watchdog(limits)
 
-    class LimitedProtocol(base):  # type: ignore[misc, valid-type]
+    class LimitedProtocol(base):
         # the state the watchdog reads (monotonic seconds; None: not waiting for that)
         head_since: float | None = None  # the request head started (or the connection opened) at
         body_since: float | None = None  # the body last made progress at
@@ -92,8 +92,8 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
         head_start = b""
         served = False  # a request on it was answered (a client's keep-alive, not a silent socket)
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(OneWrite(transport))  # type: ignore[arg-type]
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(OneWrite(transport))
             self.head_since = self.idle_since = time.monotonic()
             watchdog.watch(self.connections)
             if len(self.connections) > limits.max_connections and not self._make_room():

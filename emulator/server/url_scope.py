@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote, unquote
+
+from starlette.types import Scope
 
 from emulator.names import SCOPE_PREFIX, TEST_ID_HEADER
 
@@ -17,7 +18,7 @@ def scoped_root(url: str, test_id: str) -> str:
     return f"{url.rstrip('/')}{SCOPE_PREFIX}{quote(test_id, safe='')}"
 
 
-def unscoped(scope: dict[str, Any]) -> dict[str, Any]:
+def unscoped(scope: Scope) -> Scope:
     """The scope as if the request had been sent to the unscoped path with the test id in its header."""
     raw = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
     if not raw.startswith(SCOPE_PREFIX):  # the raw path spells the prefix differently: leave it be
