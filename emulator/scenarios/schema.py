@@ -68,6 +68,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 TEXT_KINDS: tuple[TextKind, ...] = ("equals", "contains", "starts_with", "ends_with", "regex")
 ANSWERS = ("reply", "fail", "sequence")  # a rule has one of these …
+ACTIONS = (*ANSWERS, "fault")  # … or only a fault (its reply is then generated)
 
 # Allowed words per enumerated value.
 FALLBACKS = ("generate", "error")
