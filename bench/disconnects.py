@@ -270,17 +270,18 @@ class ThreadServer:
     def __init__(self, scenario: Path, *, transport: bool = True) -> None:
         import uvicorn
 
-        from emulator.app import Runtime, build_app
-        from emulator.cli import _bind
         from emulator.config import Settings
-        from emulator.transport import http_protocol
+        from emulator.server.app import build_app
+        from emulator.server.listener import listening_socket
+        from emulator.server.runtime import Runtime
+        from emulator.server.transport import http_protocol
 
         settings = Settings(port=0, scenarios=[scenario], log_level="warning")
         app = build_app(settings, Runtime.from_settings(settings))
         extra: dict[str, Any] = {"http": http_protocol()} if transport else {}
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, **extra)
         self.server = uvicorn.Server(config)
-        self.sock = _bind("127.0.0.1", 0)
+        self.sock = listening_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.loop: asyncio.AbstractEventLoop | None = None
         started = threading.Event()

@@ -86,15 +86,15 @@ async def measure(app: Any, requests: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    from emulator.app import build_app
     from emulator.config import Settings
-    from emulator.streaming import steady_gc
+    from emulator.server.app import build_app
+    from emulator.server.listener import steady_gc
 
     if args.log:
         import logging.config
         import os
 
-        from emulator.request_log import logging_config
+        from emulator.server.request_log import logging_config
 
         sink = open(os.devnull, "w")  # noqa: SIM115 - the log's stream for the whole run
         logging.config.dictConfig(logging_config("info", args.log, stream=sink))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +35,7 @@ class Settings:
     rate_limits: RateLimits | None = None  # rate limits from flags; a scenario's settings.rate_limits replaces them
     scenario_roots: list[Path] | None = None  # where the control API may load `path` from; None: the folders
     # of `scenarios` (a folder itself, a file's folder)
-    # Limits (docs/limits.md; each has a serve flag and a TOKENHUB_EMULATOR_* variable, emulator/cli_limits.py)
+    # Limits (docs/limits.md; each has a serve flag and a TOKENHUB_EMULATOR_* variable, emulator/cli/limits.py)
     journal_entries: int = 10_000
     journal_bytes: int = 64 * MIB
     journal_body_bytes: int = 64 * KIB  # a body larger than this is journaled in part
@@ -58,10 +57,3 @@ class Settings:
 def env_name(setting: str) -> str:
     return ENV_PREFIX + setting.upper()
 
-
-def env_default(setting: str, default: str | None = None) -> str | None:
-    return os.environ.get(env_name(setting), default)
-
-
-def split_list(value: str | None, separator: str = ",") -> list[str]:
-    return [item.strip() for item in (value or "").split(separator) if item.strip()]

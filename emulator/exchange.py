@@ -27,9 +27,6 @@ def typed_text(text: str) -> str | None:
     return own or None
 
 
-Protocol = Literal["chat", "responses", "messages"]
-
-
 class cached:  # noqa: N801 - used as a decorator, like functools.cached_property
     """`functools.cached_property` without its lock: Python 3.11 takes a lock on each first read, and every
     request reads a few of these views once. Computed on first read and kept as an instance attribute (set with
@@ -108,7 +105,7 @@ class Exchange:
     computed on first use and kept, since every rule's conditions read them.
     """
 
-    protocol: Protocol
+    protocol: str  # the name of the protocol that carried it (emulator/protocols/registry.py)
     model: str  # the model that serves the request, after alias resolution
     messages: list[Message]
     requested_model: str = ""  # what the client sent in `model`

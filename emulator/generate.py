@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC
-from re import _constants as sre
-from re import _parser as sre_parse
-from typing import Any
+from re import _constants as sre  # type: ignore[attr-defined]  # re's own parser, to generate what a pattern matches
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any, TypeGuard
 
 import re2
 from faker import Faker
@@ -271,8 +271,8 @@ class _SchemaValues:
         if missing > 0:
             chosen += [key for key in optional if key not in chosen][:missing]
         room = schema.get("maxProperties", len(required) + len(chosen)) - len(required)
-        chosen = set(chosen[: max(room, 0)])
-        return [key for key in properties if key in chosen or key in required] + [
+        kept = set(chosen[: max(room, 0)])
+        return [key for key in properties if key in kept or key in required] + [
             key for key in required if key not in properties
         ]
 
@@ -399,7 +399,7 @@ def _without(schema: Mapping[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k != key}
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -424,7 +424,7 @@ def _number(schema: Mapping[str, Any], rng: random.Random, *, integer: bool) -> 
     if _is_number(step) and step > 0:
         return _multiple(low, low_open, high, high_open, step, rng, integer=integer)
     if integer:
-        return rng.randint(low, high) if low <= high else low
+        return rng.randint(int(low), int(high)) if low <= high else low
     value = round(rng.uniform(low, high), 2)
     if value < low or value > high or (low_open and value == low) or (high_open and value == high):
         value = (low + high) / 2

@@ -52,11 +52,10 @@ _LENGTHS: dict[int, tuple[bytes, bytes]] = {}  # the content-length header of ea
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # the C encoder (not in the stubs)
 _c_encode = (
-    json.encoder.c_make_encoder(
-        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-    if json.encoder.c_make_encoder is not None
+    _c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _c_make_encoder is not None
     else None
 )
 
@@ -179,12 +178,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes | bytearray:
     """The whole body, as `request.stream()` would give it (ClientDisconnect if the client leaves), read from
     `receive` directly: a body in one message is not copied. 413 past `max_bytes`."""
     if hasattr(request, "_body") or request._stream_consumed:
-        body = bytearray()
+        whole = bytearray()
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_bytes:
+            whole += chunk
+            if len(whole) > max_bytes:
                 raise _too_large(max_bytes)
-        return body
+        return whole
     receive = request.receive
     body: bytes | bytearray = b""
     while True:
@@ -210,7 +209,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes | bytearray:
 
 
 _DECODER = json.JSONDecoder()  # what json.loads uses with no options
-_decode, _scan = _DECODER.decode, _DECODER.scan_once
+_decode, _scan = _DECODER.decode, _DECODER.scan_once  # type: ignore[attr-defined]  # scan_once: not in the stubs
 
 
 # A `\uD800`–`\uDFFF` escape: JSON allows it, but alone (not as half of a pair) it is no character and

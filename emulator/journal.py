@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from emulator.http import mask_key
+from emulator.names import CONTROL_TOKEN_HEADER, TEST_ID_HEADER
 
 SECRET_HEADERS = frozenset(
     {
@@ -30,11 +31,10 @@ SECRET_HEADERS = frozenset(
         "api-key",
         "cookie",
         "set-cookie",
-        "x-emulator-control-token",
+        CONTROL_TOKEN_HEADER,
     }
 )
 _CREDENTIAL_SCHEMES = frozenset({"bearer", "basic", "token", "digest", "apikey", "api-key"})
-TEST_ID_HEADER = "x-emulator-test-id"
 DEFAULT_ENTRIES = 10_000
 DEFAULT_BYTES = 64 * 1024 * 1024
 DEFAULT_BODY_BYTES = 64 * 1024
@@ -59,19 +59,6 @@ def masked_value(name: str, value: str) -> str:
 def _masked_cookie(part: str) -> str:
     name, equals, value = part.strip().partition("=")
     return f"{name}={mask_key(value)}" if equals else mask_key(name)
-
-
-def masked_headers(headers: Mapping[str, str], header_bytes: int = DEFAULT_HEADER_BYTES) -> dict[str, str]:
-    """Header names in lower case, secrets masked, values longer than `header_bytes` cut with a marker."""
-    shown = {}
-    for name, value in headers.items():
-        name = name.lower()
-        if name in SECRET_HEADERS:
-            value = masked_value(name, value)
-        elif len(value) > header_bytes:
-            value = cut_text(value, header_bytes)
-        shown[name] = value
-    return shown
 
 
 def cut_text(text: str, keep: int) -> str:
@@ -197,7 +184,7 @@ def _set_body(entry: Entry, value: Any) -> None:
     entry._body = value  # type: ignore[attr-defined]
 
 
-Entry.body = property(_body, _set_body)  # type: ignore[assignment]
+Entry.body = property(_body, _set_body)
 
 
 def decoded_headers(raw: Any) -> dict[str, str]:
@@ -276,7 +263,7 @@ class Journal:
         entry.headers, size = self._kept_headers(headers)
         entry._body = None  # type: ignore[attr-defined]
         entry.body_bytes = None
-        entry._response_headers = {}
+        entry._response_headers = {}  # type: ignore[attr-defined]
         entry.error = None
         entry.misses = []
         entry.started = time.monotonic()
@@ -334,15 +321,6 @@ class Journal:
                 if self._bytes > self.max_bytes:
                     self._evict()
 
-    def grow(self, entry: Entry, extra: int) -> None:
-        with self._lock:
-            if entry.size is None:  # evicted already
-                return
-            entry.size += extra
-            self._bytes += extra
-            if self._bytes > self.max_bytes:
-                self._evict()
-
     def _evict(self) -> None:
         """Oldest out until within both bounds (the newest entry stays whatever it weighs). Holds the lock."""
         entries = self._entries
@@ -377,9 +355,6 @@ class Journal:
 
 def elapsed_ms(entry: Entry) -> float:
     return round((time.monotonic() - entry.started) * 1000, 3)
-
-
-CONTROL_PREFIX = "/_emulator"
 
 
 def current_entry(scope: Any) -> Entry | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scanner json.loads uses; not in the stubs
 from typing import Any
 
 STEPS = 2_000  # tokens per slice: about a millisecond
@@ -20,7 +20,7 @@ MAX_DEPTH = 1_000  # as deep as json.loads goes before it gives up (the interpre
 DENSE = 100_000  # a body with more `{` and `[` than this is decoded in slices (json.loads: ~6 ms per 100,000)
 LARGE = 1024 * 1024  # bodies smaller than this are decoded at once, whatever they hold
 _WHITESPACE = frozenset(" \t\n\r")
-_scan = json.JSONDecoder().scan_once
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__; not in the stubs
 
 
 def dense(body: bytes | bytearray) -> bool:

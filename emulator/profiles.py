@@ -16,23 +16,22 @@ class CatalogModel:
     owned_by: str
     created: int
     reasoning: bool = True  # can think when asked (reasoning_effort / enable_thinking)
-    vision: bool = False
     providers: tuple[str, ...] = ()  # prefixes accepted as `provider/model`
     serves: str | None = None  # a custom service id (ep-…) names the model it runs
 
 
-# Seed 000's catalog plus the models seeds 001 and 003 use in their examples.
+# TokenHub's model catalog, plus the models tokenhub.link's and CloudBase's documentation use in their examples.
 # `created` values are fixed so that /v1/models is byte-stable across runs.
 BUILTIN_MODELS: tuple[CatalogModel, ...] = (
     CatalogModel("deepseek-v3.2", "deepseek", 1764547200, providers=("deepseek", "alibaba", "tencent")),
     CatalogModel("glm-5", "zhipu", 1770249600, providers=("zhipu", "z-ai")),
-    CatalogModel("glm-5v-turbo", "zhipu", 1772150400, vision=True, providers=("zhipu", "z-ai")),
+    CatalogModel("glm-5v-turbo", "zhipu", 1772150400, providers=("zhipu", "z-ai")),
     CatalogModel("glm-5-turbo", "zhipu", 1771545600, providers=("zhipu", "z-ai")),
     CatalogModel("glm-5.1", "zhipu", 1774224000, providers=("zhipu", "z-ai")),
-    CatalogModel("kimi-k2.5", "moonshot", 1769385600, vision=True, providers=("moonshot", "moonshotai")),
+    CatalogModel("kimi-k2.5", "moonshot", 1769385600, providers=("moonshot", "moonshotai")),
     CatalogModel("minimax-m2.5", "minimax", 1770854400, providers=("minimax",)),
     CatalogModel("minimax-m2.7", "minimax", 1773619200, providers=("minimax",)),
-    CatalogModel("qwen-plus", "alibaba", 1735084800, vision=False, providers=("alibaba", "qwen")),
+    CatalogModel("qwen-plus", "alibaba", 1735084800, providers=("alibaba", "qwen")),
     CatalogModel("hy3-preview", "tencent", 1775001600, providers=("tencent",)),
 )
 
@@ -44,7 +43,7 @@ class ErrorKind:
     message: str
 
 
-# Seed 000's error table, and what the gateway answers for the HTTP-level failures around it.
+# TokenHub's documented error table, and what the gateway answers for the HTTP-level failures around it.
 TOKENHUB_ERRORS: dict[int, ErrorKind] = {
     400: ErrorKind("invalid_request_error", "invalid_request_error", "The request parameters are incorrect."),
     401: ErrorKind("authentication_error", "authentication_error", "The API Key is invalid."),
@@ -106,7 +105,7 @@ class Catalog:
 DECLARE_HINT = "To serve another model id, declare it under `models:` in a scenario, e.g. `models: [{id: my-model, serves: glm-5}]`."
 
 
-# Seed 004's table: the same statuses, named as MaxToken names them.
+# MaxToken's documented table: the same statuses, named as MaxToken names them.
 MAXTOKEN_ERRORS: dict[int, ErrorKind] = {
     **TOKENHUB_ERRORS,
     401: ErrorKind("authentication_error", "unauthorized", "API key is missing or invalid"),
@@ -147,7 +146,7 @@ STANDARD_PATHS: Mapping[str, str] = MappingProxyType(
         "models": "/v1/models",
     }
 )
-# Seed 003: an OpenAI client's base URL is …/v1/ai/cloudbase, an Anthropic client's base URL the same
+# CloudBase's documentation: an OpenAI client's base URL is …/v1/ai/cloudbase, an Anthropic client's base URL the same
 # (the SDK appends /v1/messages).
 CLOUDBASE_PATHS: Mapping[str, str] = MappingProxyType(
     {
@@ -171,9 +170,9 @@ class AnthropicRoute:
 
     key_header: bool = True  # `x-api-key` accepted (Bearer always is)
     version_required: bool = False  # `anthropic-version` must be sent
-    ignored_fields: frozenset[str] = frozenset()  # accepted and dropped (seed 000's "Ignored")
-    unsupported_blocks: frozenset[str] = frozenset()  # content blocks refused with a 400 (seed 000's "Not supported")
-    prompt_caching: bool = True  # cache_control breakpoints are accounted (seed 003); seed 000 ignores them
+    ignored_fields: frozenset[str] = frozenset()  # accepted and dropped (TokenHub documents them as "Ignored")
+    unsupported_blocks: frozenset[str] = frozenset()  # refused with a 400 (TokenHub: "Not supported")
+    prompt_caching: bool = True  # cache_control breakpoints are accounted (as CloudBase documents); TokenHub ignores them
     parallel_switch: bool = True  # tool_choice.disable_parallel_tool_use is honoured
     history_thinking: bool = True  # thinking blocks of earlier turns reach the model
     upstream: bool = False  # api.anthropic.com itself: unknown model → 404, temperature at most 1
@@ -245,19 +244,19 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             "tokenhub",
-            "Tencent Cloud TokenHub (seed 000): chat completions, Anthropic messages, responses",
+            "Tencent Cloud TokenHub: chat completions, Anthropic messages, responses",
             anthropic=TOKENHUB_ANTHROPIC,
         ),
-        Profile("tokenhub-link", "tokenhub.link (seed 001): provider/model ids, enable_thinking, enable_search"),
+        Profile("tokenhub-link", "tokenhub.link: provider/model ids, enable_thinking, enable_search"),
         Profile(
             "cloudbase",
-            "Tencent CloudBase AI gateway (seed 003): everything under /v1/ai/cloudbase/, Bearer auth on messages",
+            "Tencent CloudBase AI gateway: everything under /v1/ai/cloudbase/, Bearer auth on messages",
             paths=CLOUDBASE_PATHS,
             anthropic=AnthropicRoute(key_header=False, version_required=True),
         ),
         Profile(
             "maxtoken",
-            "MaxToken (seed 004): its error table and parameter ranges",
+            "MaxToken: its error table and parameter ranges",
             errors=MAXTOKEN_ERRORS,
             ranges={"temperature": Range(0.0, 1.0), "top_p": Range(0.0, 1.0)},
         ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,27 +109,37 @@ class BucketState:
     reset_s: float  # until the bucket is full again
 
 
-def exhausted_headers(protocol: str, retry_s: float) -> dict[str, str]:
-    """What a gateway's 429 says when no limiter is configured (a scripted 429): the request budget is spent."""
-    return limit_headers(BucketState(60, 0, retry_s), BucketState(150_000, 150_000, 0.0), protocol)
+# A family of rate-limit headers: the request and token buckets' states → the headers that report them.
+# Each protocol's adapter says which family its gateways send (emulator/protocols/base.py).
+LimitHeaders = Callable[[BucketState | None, BucketState | None], dict[str, str]]
 
 
-def limit_headers(requests: BucketState | None, tokens: BucketState | None, protocol: str) -> dict[str, str]:
-    """The OpenAI `x-ratelimit-*` set, or the `anthropic-ratelimit-*` set on the Anthropic route."""
+def openai_limit_headers(requests: BucketState | None, tokens: BucketState | None) -> dict[str, str]:
+    """OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset as a Go duration (`6m0s`)."""
     headers: dict[str, str] = {}
-    now = time.time()
     for name, state in (("requests", requests), ("tokens", tokens)):
-        if state is None:
-            continue
-        if protocol == "messages":
-            headers[f"anthropic-ratelimit-{name}-limit"] = str(state.limit)
-            headers[f"anthropic-ratelimit-{name}-remaining"] = str(state.remaining)
-            headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(now + state.reset_s)
-        else:
+        if state is not None:
             headers[f"x-ratelimit-limit-{name}"] = str(state.limit)
             headers[f"x-ratelimit-remaining-{name}"] = str(state.remaining)
             headers[f"x-ratelimit-reset-{name}"] = go_duration(state.reset_s)
     return headers
+
+
+def anthropic_limit_headers(requests: BucketState | None, tokens: BucketState | None) -> dict[str, str]:
+    """Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`, the reset as an RFC 3339 time."""
+    headers: dict[str, str] = {}
+    now = time.time()
+    for name, state in (("requests", requests), ("tokens", tokens)):
+        if state is not None:
+            headers[f"anthropic-ratelimit-{name}-limit"] = str(state.limit)
+            headers[f"anthropic-ratelimit-{name}-remaining"] = str(state.remaining)
+            headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(now + state.reset_s)
+    return headers
+
+
+def exhausted_headers(family: LimitHeaders, retry_s: float) -> dict[str, str]:
+    """What a gateway's 429 says when no limiter is configured (a scripted 429): the request budget is spent."""
+    return family(BucketState(60, 0, retry_s), BucketState(150_000, 150_000, 0.0))
 
 
 # ---------------------------------------------------------------- buckets
@@ -208,7 +218,7 @@ class Limiter:
                 del buckets[key]
         self._sweep_at = max(MAX_BUCKETS, 2 * max(len(self._requests), len(self._tokens)))
 
-    def admit(self, exchange: Exchange, prompt_tokens: int, protocol: str) -> Admission:
+    def admit(self, exchange: Exchange, prompt_tokens: int, family: LimitHeaders) -> Admission:
         key = self._key(exchange)
         with self._lock:
             now = self.clock()
@@ -228,7 +238,7 @@ class Limiter:
                     tokens.level -= prompt_tokens
                 if self.limits.concurrency is not None:
                     self._open[key] = self._open.get(key, 0) + 1
-            headers = self._headers(requests, tokens, protocol)
+            headers = self._headers(requests, tokens, family)
         if reason is None:
             return Admission(headers, bucket_key=key, holds_slot=self.limits.concurrency is not None)
         return Admission(
@@ -238,13 +248,13 @@ class Limiter:
             reason=reason,
         )
 
-    def charge(self, admission: Admission, completion_tokens: int, protocol: str) -> dict[str, str]:
+    def charge(self, admission: Admission, completion_tokens: int, family: LimitHeaders) -> dict[str, str]:
         """Take the completion's tokens; the headers as they stand afterwards."""
         with self._lock:
             requests, tokens = self._buckets(admission.bucket_key, self.clock())
             if tokens is not None:
                 tokens.level -= completion_tokens
-            return self._headers(requests, tokens, protocol)
+            return self._headers(requests, tokens, family)
 
     def release(self, admission: Admission) -> None:
         if not admission.holds_slot:
@@ -267,8 +277,8 @@ class Limiter:
             self._tokens.clear()
 
     @staticmethod
-    def _headers(requests: Bucket | None, tokens: Bucket | None, protocol: str) -> dict[str, str]:
-        return limit_headers(requests.state() if requests else None, tokens.state() if tokens else None, protocol)
+    def _headers(requests: Bucket | None, tokens: Bucket | None, family: LimitHeaders) -> dict[str, str]:
+        return family(requests.state() if requests else None, tokens.state() if tokens else None)
 
     def _refusal(self, reason: str, model: str, wait: float, used: int, asked: int, headers: dict[str, str]) -> Failure:
         per = "min" if self.limits.window_s == 60 else f"{self.limits.window_s:g}s"
@@ -286,8 +296,3 @@ class Limiter:
         )
         return Failure(status=429, message=message, headers={**headers, **retry_headers(wait)})
 
-
-def limiter_for(limits: Iterable[RateLimits | None]) -> Limiter | None:
-    """The first configured limits (most specific first) make the limiter; None when nothing is limited."""
-    chosen = next((limit for limit in limits if limit is not None), None)
-    return Limiter(chosen) if chosen is not None and chosen.active else None

@@ -144,5 +144,7 @@ def shape(reply: Reply, exchange: Exchange) -> Shaped:
         reasoning_tokens=reasoning,
     )
     stops = exchange.stop
-    stop_sequences = [first_stop(c.content, stops) for c in reply.choices] if stops else [None] * len(reply.choices)
+    stop_sequences: list[str | None] = (
+        [first_stop(c.content, stops) for c in reply.choices] if stops else [None] * len(reply.choices)
+    )
     return Shaped(choices=choices, usage=usage, stop_sequences=stop_sequences)

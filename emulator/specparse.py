@@ -7,11 +7,19 @@ reported depends on the caller (`Report`): a file position, a header name, a JSO
 from __future__ import annotations
 
 import difflib
+import enum
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
-INVALID: Any = object()  # a value that failed its check (the problem is already reported)
+
+class Invalid(enum.Enum):
+    """The one value a check returns when what it read is wrong (the problem is already reported)."""
+
+    INVALID = "invalid"
+
+
+INVALID: Final = Invalid.INVALID
 
 # report(container, key, message, on_key): `container[key]` (or the key itself, when on_key) is at fault
 Report = Callable[[Any, Any, str, bool], None]
@@ -69,7 +77,7 @@ class SpecReader:
     def __init__(self, report: Report) -> None:
         self.report = report
 
-    def error(self, container: Any, key: Any, message: str, on_key: bool = False) -> Any:
+    def error(self, container: Any, key: Any, message: str, on_key: bool = False) -> Invalid:
         self.report(container, key, message, on_key)
         return INVALID
 
@@ -96,7 +104,7 @@ class SpecReader:
         high: float | None = None,
         above: bool = False,
         unit: str = "",
-    ) -> Any:
+    ) -> float | Invalid:
         """A finite number within [low, high] (or above `low` when `above`); ints and floats alike."""
         value = data[key]
         ok = is_number(value)
@@ -116,20 +124,20 @@ class SpecReader:
             expected = "a number"
         return self.error(data, key, f"'{key}' must be {expected}{unit}, got {shown(value)}")
 
-    def integer(self, data: Mapping[str, Any], key: str, low: int | None = 0, high: int | None = None) -> Any:
+    def integer(self, data: Mapping[str, Any], key: str, low: int | None = 0, high: int | None = None) -> int | Invalid:
         value = data[key]
         ok = isinstance(value, int) and not isinstance(value, bool)
         if ok and (low is None or value >= low) and (high is None or value <= high):
             return value
         return self.error(data, key, f"'{key}' must be {integer_expected(low, high)}, got {shown(value)}")
 
-    def boolean(self, data: Mapping[str, Any], key: str) -> Any:
+    def boolean(self, data: Mapping[str, Any], key: str) -> bool | Invalid:
         value = data[key]
         if isinstance(value, bool):
             return value
         return self.error(data, key, f"'{key}' must be true or false, got {shown(value)}")
 
-    def text(self, data: Mapping[str, Any], key: str) -> Any:
+    def text(self, data: Mapping[str, Any], key: str) -> str | Invalid:
         value = data[key]
         if isinstance(value, str) and value.strip():
             return value
@@ -137,7 +145,7 @@ class SpecReader:
             return self.error(data, key, f"'{key}' must not be empty")
         return self.error(data, key, f"'{key}' must be a string, got {shown(value)}")
 
-    def texts(self, data: Mapping[str, Any], key: str) -> Any:
+    def texts(self, data: Mapping[str, Any], key: str) -> tuple[str, ...] | Invalid:
         """A string or a non-empty list of strings, as a tuple."""
         value = data[key]
         if isinstance(value, str) and value:
@@ -146,7 +154,7 @@ class SpecReader:
             return tuple(value)
         return self.error(data, key, f"'{key}' must be a string or a non-empty list of strings, got {shown(value)}")
 
-    def choice(self, data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> Any:
+    def choice(self, data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str | Invalid:
         value = data[key]
         if isinstance(value, str) and value in allowed:
             return value

@@ -22,12 +22,12 @@ import httpx
 import uvicorn
 import yaml
 
-from emulator.control_http import TOKEN_HEADER
-from emulator.journal import TEST_ID_HEADER
-from emulator.server import GracefulServer
-from emulator.test_scope import scoped_root
+from emulator.names import CONTROL_PREFIX, TEST_ID_HEADER
+from emulator.names import CONTROL_TOKEN_HEADER as TOKEN_HEADER
+from emulator.server.listener import GracefulServer, listening_socket
+from emulator.server.url_scope import scoped_root
 
-CONTROL = "/_emulator"
+CONTROL = CONTROL_PREFIX
 API_KEY = "sk-tokenhub-emulator"
 ANTHROPIC_API_KEY = "sk-ant-tokenhub-emulator"
 START_TIMEOUT_S = 30.0
@@ -75,17 +75,17 @@ class EmulatorServer:
         return self
 
     def _start_thread(self) -> None:
-        from emulator.app import Runtime, build_app, error_body_for
-        from emulator.cli import _bind
         from emulator.config import Settings
-        from emulator.server import server_config
+        from emulator.server.app import build_app
+        from emulator.server.listener import server_config
+        from emulator.server.runtime import Runtime
 
         settings = Settings(port=0, scenarios=self.scenarios, seed=self.seed, log_level="warning")
         runtime = Runtime.from_settings(settings)  # raises ScenarioError for bad session scenarios
-        sock = _bind(settings.host, 0)
+        sock = listening_socket(settings.host, 0)
         ready = threading.Event()
         self._server = _NotifyingServer(
-            server_config(build_app(settings, runtime), settings, error_body_for(runtime)), ready
+            server_config(build_app(settings, runtime), settings, runtime.error_body), ready
         )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="tokenhub-emulator", daemon=True
@@ -261,8 +261,8 @@ class EmulatorTest:
         headers: Mapping[str, str] | None = None,
     ) -> int:
         """This test's next `count` API requests fail with `status`; how many failures are now queued."""
-        spec = {"count": count, "status": status, "message": message, "type": type, "code": code}
-        spec = {k: v for k, v in spec.items() if v is not None}
+        given: dict[str, Any] = {"count": count, "status": status, "message": message, "type": type, "code": code}
+        spec = {k: v for k, v in given.items() if v is not None}
         if headers:
             spec["headers"] = dict(headers)
         return self.server.control("POST", "/fail_next", self.test_id, json=spec)["queued"]
@@ -447,7 +447,7 @@ def _last_user_text(request: RecordedRequest) -> str | None:
             if isinstance(content, str):
                 return content[:200]
             if isinstance(content, list):
-                texts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+                texts = [str(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
                 return " ".join(texts)[:200]
     return None
 

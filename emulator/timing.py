@@ -22,8 +22,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from emulator.errors import ApiError
-from emulator.specparse import INVALID, Collected, SpecReader, is_number, shown
-from emulator.streaming import SseEvent
+from emulator.specparse import INVALID, Collected, Invalid, SpecReader, is_number, shown
+from emulator.sse import SseEvent
 from emulator.tokens import split_tokens
 
 TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "tokens_per_second", "jitter", "chunk", "latency_ms")
@@ -236,7 +236,8 @@ def parse_timing(reader: SpecReader, data: Mapping[str, Any], where: str = "in t
         values["chunk"] = parse_chunk(reader, data, "chunk")
     if INVALID in values.values() or any(key not in TIMING_KEYS for key in data):
         return INVALID
-    return TimingSpec(**{key: float(v) if is_number(v) else v for key, v in values.items()})
+    fields: dict[str, Any] = {key: float(v) if is_number(v) else v for key, v in values.items()}
+    return TimingSpec(**fields)
 
 
 def parse_jitter(reader: SpecReader, container: Mapping[str, Any], key: str) -> Any:
@@ -264,14 +265,14 @@ def parse_jitter(reader: SpecReader, container: Mapping[str, Any], key: str) -> 
         return reader.error(value, kind, f"'{kind}' needs {' and '.join(repr(m) for m in missing)}")
     if kind == "uniform":
         a, b = reader.number(params, first, low=None), reader.number(params, second, low=None)
-        if INVALID not in (a, b) and a > b:
+        if not isinstance(a, Invalid) and not isinstance(b, Invalid) and a > b:
             return reader.error(params, second, f"'high' ({b:g}) must not be below 'low' ({a:g})")
     elif kind == "normal":
         a, b = reader.number(params, first, low=None), reader.number(params, second, low=0)
     else:
         a = reader.number(params, first, low=None, high=LOGNORMAL_MU_MAX)
         b = reader.number(params, second, low=0, high=LOGNORMAL_SIGMA_MAX)
-    if INVALID in (a, b) or any(name not in JITTER_PARAMS[kind] for name in params):
+    if isinstance(a, Invalid) or isinstance(b, Invalid) or any(name not in JITTER_PARAMS[kind] for name in params):
         return INVALID
     return Jitter(kind, float(a), float(b))
 

@@ -1,4 +1,4 @@
-"""Prompt caching on the Messages route (seed 003): explicit `cache_control` breakpoints (at most 4), top-level
+"""Prompt caching on the Messages route (as CloudBase documents it): explicit `cache_control` breakpoints (at most 4), top-level
 automatic caching, and the usage they produce — a write, then reads of the same prefix."""
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def test_one_hour_ttl(upstream):
 
 
 def test_tools_and_message_breakpoints(upstream):
-    """Seed 003's explicit example: the system prompt and the tool marked; then a breakpoint in the conversation."""
+    """CloudBase's explicit example: the system prompt and the tool marked; then a breakpoint in the conversation."""
     headers = scope()
     conversation = [
         {
@@ -267,7 +267,7 @@ def test_a_scenario_can_pin_the_cached_tokens(upstream):
 
 
 def test_tokenhub_ignores_cache_control(server):
-    """Seed 000: every cache_control is ignored there — no limit, no cache accounting."""
+    """TokenHub: every cache_control is ignored there — no limit, no cache accounting."""
     system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": EPHEMERAL} for _ in range(5)]
     body = {
         "model": "glm-5",

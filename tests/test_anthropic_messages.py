@@ -144,7 +144,7 @@ def upstream() -> Iterator[RunningServer]:
     stop_server(running)
 
 
-# ── the seed examples and shipped scenarios, in the Anthropic shape ──────────
+# ── TokenHub's documented examples and shipped scenarios, in the Anthropic shape
 
 
 def test_basic_conversation(server):

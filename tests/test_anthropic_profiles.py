@@ -1,4 +1,4 @@
-"""The Messages route as each gateway serves it: TokenHub's compatibility layer (seed 000), CloudBase (seed 003),
+"""The Messages route as each gateway serves it: TokenHub's compatibility layer, CloudBase,
 the upstream API, and a gateway with narrower sampling ranges (MaxToken)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def body_with(content: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"model": "glm-5", "max_tokens": 1024, "messages": [{"role": "user", "content": content}], **extra}
 
 
-# ── TokenHub (seed 000) ──────────────────────────────────────────────────────
+# ── TokenHub ─────────────────────────────────────────────────────────────────
 
 
 def test_tokenhub_accepts_and_ignores_its_ignored_fields(server):
@@ -174,7 +174,7 @@ def test_tokenhub_temperature_range_is_0_to_2(server, upstream):
 
 
 def test_the_seed_000_streaming_sample(server):
-    """Seed 000's curl example, x-api-key and all; the sample's stray `"index":1` is the API's index 0 here."""
+    """TokenHub's documented curl example, x-api-key and all; the sample's stray `"index":1` is the API's index 0 here."""
     body = {
         "model": "minimax-m2.7",
         "max_tokens": 1000,
@@ -188,7 +188,7 @@ def test_the_seed_000_streaming_sample(server):
     assert '"index":1' not in response.text and '"type":"content_block_start"' in response.text
 
 
-# ── CloudBase (seed 003) ─────────────────────────────────────────────────────
+# ── CloudBase ────────────────────────────────────────────────────────────────
 
 
 def test_cloudbase_path_bearer_and_version(cloudbase):
@@ -225,7 +225,7 @@ def test_cloudbase_refuses_x_api_key_and_a_missing_version(cloudbase):
 
 
 def test_cloudbase_honours_cache_control(cloudbase):
-    """Seed 003 documents both caching modes for CloudBase."""
+    """CloudBase documents both caching modes."""
     body = {
         "model": "hy3-preview",
         "max_tokens": 1024,

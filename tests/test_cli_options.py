@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.cli import _parser, main
+from emulator.cli.main import _parser, main
 from tests.conftest import ROOT
 
 SUBCOMMANDS = ("serve", "validate", "init", "journal", "record", "report")
@@ -42,7 +42,7 @@ def test_every_option_has_help_a_default_and_a_variable(command: str) -> None:
 
 
 def test_the_variable_of_each_serve_option_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from emulator.cli import parse
+    from emulator.cli.main import parse
 
     monkeypatch.setenv("TOKENHUB_EMULATOR_PORT", "9123")
     monkeypatch.setenv("TOKENHUB_EMULATOR_LOG_FORMAT", "JSON")

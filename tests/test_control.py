@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
-from emulator.test_scope import scoped_root
+from emulator.server.app import build_app
+from emulator.server.url_scope import scoped_root
 
 AUTH = {"authorization": "Bearer sk-test-abcdef-1234567890"}
 PING = """

@@ -7,9 +7,10 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from emulator import control, fault_control
-from emulator.app import build_app
 from emulator.config import Settings
+from emulator.control import api as control
+from emulator.control import faults as fault_control
+from emulator.server.app import build_app
 
 PING = "rules:\n  - name: ping\n    when: {last_user: ping}\n    reply: {content: pong}\n"
 

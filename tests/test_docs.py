@@ -345,7 +345,7 @@ def check_json(block: Block, session: Session) -> None:
 
 def check_synopsis(block: Block, session: Session) -> None:
     """Every `tokenhub-emulator COMMAND` line names a command that exists, and each of its flags exists."""
-    from emulator.cli import _parser
+    from emulator.cli.main import _parser
 
     parsers = _parser()[1]
     current = None

@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from emulator.errors import ApiError
-from emulator.fault_effects import break_stream, error_failure
-from emulator.faults import Fault, FaultBook, FaultRule, Pattern, Who, header_to_mapping, parse_fault_json
+from emulator.faults.book import FaultBook
+from emulator.faults.kinds import KINDS, Fault
+from emulator.faults.rules import FaultRule, Pattern, Who, header_to_mapping, parse_fault_json
+from emulator.ratelimit import anthropic_limit_headers, openai_limit_headers
 from emulator.scenarios import ScenarioError, parse_scenario
-from emulator.streaming import SseEvent
+from emulator.sse import SseEvent
 from tests.conftest import ROOT, RunningServer, start_server, stop_server
 
 SCHEMA = Draft202012Validator(json.loads((ROOT / "emulator" / "data" / "scenario.schema.json").read_text()))
@@ -215,16 +217,20 @@ def test_every_candidate_counts_the_call_and_the_first_that_fires_wins() -> None
     assert [p.id if p else None for p in picked] == [None, "a", "b", "a", None, "a"]
 
 
+def error_failure(fault: Fault, family: Any) -> Any:
+    return KINDS["error"].replacement(fault, {}, family)
+
+
 def test_an_error_fault_has_the_gateways_headers() -> None:
-    failure = error_failure(Fault("error", 429.0, retry_after_ms=1500.0, should_retry=True), "chat", {})
+    failure = error_failure(Fault("error", 429.0, retry_after_ms=1500.0, should_retry=True), openai_limit_headers)
     assert failure.status == 429 and failure.message == ""
     assert failure.headers["retry-after"] == "2" and failure.headers["retry-after-ms"] == "1500"
     assert failure.headers["x-should-retry"] == "true"
     assert failure.headers["x-ratelimit-remaining-requests"] == "0"
     assert failure.headers["x-ratelimit-reset-requests"] == "1.5s"
-    anthropic = error_failure(Fault("error", 429.0), "messages", {}).headers
+    anthropic = error_failure(Fault("error", 429.0), anthropic_limit_headers).headers
     assert anthropic["anthropic-ratelimit-requests-remaining"] == "0" and anthropic["retry-after"] == "1"
-    assert "retry-after" not in error_failure(Fault("error", 503.0), "chat", {}).headers
+    assert "retry-after" not in error_failure(Fault("error", 503.0), openai_limit_headers).headers
 
 
 # ---------------------------------------------------------------- breaking streams
@@ -234,7 +240,7 @@ STREAM = [SseEvent("{}", tokens=0)] + [SseEvent(f'{{"t":"{i}"}}', tokens=1) for 
 
 def broken(fault: Fault) -> tuple[list[str], list[float], str]:
     schedule = ((event, index * 0.1) for index, event in enumerate(STREAM))
-    parts, ending = break_stream(fault, schedule, lambda: SseEvent('{"error":{}}'))
+    parts, ending = fault.spec.broken(fault, schedule, lambda failure: SseEvent('{"error":{}}'), 500)
     items = list(parts)
     return [body.decode().removeprefix("data: ").strip() for body, _ in items], [at for _, at in items], ending
 
@@ -436,7 +442,8 @@ def test_the_schema_rejects_what_the_loader_rejects(text: str) -> None:
 def test_the_fault_routes_are_described_and_answer_as_described(served: RunningServer) -> None:
     from starlette.routing import Route
 
-    from emulator import control_openapi, fault_control
+    from emulator.control import faults as fault_control
+    from emulator.control import openapi as control_openapi
 
     paths = fault_control.openapi_paths()
     described = {(path, method) for path, item in paths.items() for method in item if method != "parameters"}

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
+from emulator.server.app import build_app
 from tests.conftest import SCENARIOS
 
 HEADERS = {"authorization": "Bearer sk-fuzz", "content-type": "application/json"}

@@ -16,7 +16,6 @@ import pytest
 from starlette.responses import Response
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
 from emulator.exchange import Choice, ToolCall
 from emulator.http import dumps, json_response
@@ -24,8 +23,9 @@ from emulator.ids import uuid4_hex, uuid4_int, uuid4_str
 from emulator.journal import Entry, Journal
 from emulator.protocols import openai_chat
 from emulator.protocols.openai_chat import ChatOptions, completion_body, completion_json, stream_events
+from emulator.server.app import build_app
+from emulator.server.delivery import _Pump
 from emulator.shaping import Shaped, Usage, shape
-from emulator.streaming import _Pump
 from emulator.tokens import count_text, split_tokens
 
 AUTH = {"authorization": "Bearer sk-test-abcdef-1234567890"}

@@ -7,8 +7,8 @@ import os
 import pytest
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
+from emulator.server.app import build_app
 
 PING = "rules:\n  - name: ping\n    when: {last_user: ping}\n    reply: {content: pong}\n"
 SECRET = "hunter2-do-not-show"

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
+from emulator.server.app import build_app
 from tests.conftest import SCENARIOS
 from tests.test_fuzz import VALID_CHAT as RICH_CHAT
 from tests.test_fuzz import VALID_RESPONSES as RICH_RESPONSES

@@ -9,9 +9,9 @@ import json
 
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
 from emulator.journal import Journal, bounded_copy
+from emulator.server.app import build_app
 
 KEY = "sk-live-0123456789abcdefXYZW"
 CHAT = {"model": "glm-5", "messages": [{"role": "user", "content": "hi"}]}

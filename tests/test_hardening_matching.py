@@ -12,10 +12,10 @@ import sys
 import pytest
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
 from emulator.generate import Generator
 from emulator.scenarios import ScenarioError, parse_scenario
+from emulator.server.app import build_app
 from tests.conftest import ROOT
 
 KEY = {"authorization": "Bearer sk-test"}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import tracemalloc
 from types import SimpleNamespace
 
-from emulator.faults import MAX_SLOTS, FaultBook, Who, parse_fault_json
-from emulator.ratelimit import MAX_BUCKETS, Limiter, RateLimits
+from emulator.faults.book import MAX_SLOTS, FaultBook
+from emulator.faults.rules import Who, parse_fault_json
+from emulator.ratelimit import MAX_BUCKETS, Limiter, RateLimits, openai_limit_headers
 
 
 def who(test_id: str = "") -> Who:
@@ -50,10 +51,10 @@ def test_rate_limit_buckets_stay_bounded_with_endless_api_keys():
     limiter = Limiter(RateLimits(requests=10, tokens=1000, window_s=1.0), clock=lambda: now[0])
     for round_ in range(4):  # a fuzzer or a load test with a new key per request, four seconds in a row
         for i in range(MAX_BUCKETS):
-            limiter.admit(SimpleNamespace(api_key=f"sk-{round_}-{i}", model="glm-5"), 10, "chat")
+            limiter.admit(SimpleNamespace(api_key=f"sk-{round_}-{i}", model="glm-5"), 10, openai_limit_headers)
         now[0] += 2.0  # every bucket refills: a full bucket is the same as a new one
     assert len(limiter._requests) <= 2 * MAX_BUCKETS and len(limiter._tokens) <= 2 * MAX_BUCKETS
-    again = limiter.admit(SimpleNamespace(api_key="sk-0-0", model="glm-5"), 10, "chat")  # forgotten: starts full
+    again = limiter.admit(SimpleNamespace(api_key="sk-0-0", model="glm-5"), 10, openai_limit_headers)  # forgotten: starts full
     assert again.refusal is None and again.headers["x-ratelimit-remaining-requests"] == "9"
 
 
@@ -61,8 +62,8 @@ def test_a_bucket_in_use_is_not_forgotten():
     now = [0.0]
     limiter = Limiter(RateLimits(requests=2, window_s=60.0), clock=lambda: now[0])
     busy = SimpleNamespace(api_key="sk-busy", model="glm-5")
-    limiter.admit(busy, 0, "chat")
-    limiter.admit(busy, 0, "chat")
+    limiter.admit(busy, 0, openai_limit_headers)
+    limiter.admit(busy, 0, openai_limit_headers)
     for i in range(2 * MAX_BUCKETS):
-        limiter.admit(SimpleNamespace(api_key=f"sk-{i}", model="glm-5"), 0, "chat")
-    assert limiter.admit(busy, 0, "chat").refusal is not None  # still spent: its bucket was kept
+        limiter.admit(SimpleNamespace(api_key=f"sk-{i}", model="glm-5"), 0, openai_limit_headers)
+    assert limiter.admit(busy, 0, openai_limit_headers).refusal is not None  # still spent: its bucket was kept

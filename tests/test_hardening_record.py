@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.app import Runtime, build_app
 from emulator.config import Settings
-from emulator.record_cassette import Cassette
-from emulator.record_proxy import Recorder
+from emulator.record.cassette import Cassette
+from emulator.record.proxy import Recorder
+from emulator.server.app import build_app
+from emulator.server.runtime import Runtime
 
 KEY = "sk-live-supersecret-0123456789"
 CHAT = {"model": "glm-5", "messages": [{"role": "user", "content": "hello"}]}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
-from emulator.chain_store import ChainStore
 from emulator.config import Settings
-from emulator.response_store import ResponseStore
+from emulator.protocols.chain_store import ChainStore
+from emulator.protocols.responses_store import ResponseStore
+from emulator.server.app import build_app
 
 KEY = {"authorization": "Bearer sk-test"}
 TURN = "a question of about this length " * 4
@@ -106,7 +106,7 @@ SEQUENCE = "rules:\n  - name: seq\n    when: {last_user: go}\n    sequence: [{re
 
 
 def test_a_test_ids_state_is_forgotten_once_idle(monkeypatch):
-    import emulator.scoped_engine as scoped
+    import emulator.scenarios.scoped_engine as scoped
 
     now = [1000.0]
     monkeypatch.setattr(scoped.time, "monotonic", lambda: now[0])

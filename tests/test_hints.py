@@ -13,9 +13,9 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from emulator.app import build_app
 from emulator.config import Settings
 from emulator.scenarios import ScenarioError, parse_scenario
+from emulator.server.app import build_app
 from tests.conftest import ROOT
 
 
@@ -205,7 +205,7 @@ def test_a_fault_window_already_over_is_added_with_a_warning() -> None:
 @pytest.mark.parametrize("profile", ["tokenhub", "maxtoken", "openai", "anthropic"])
 @pytest.mark.parametrize("status", [429, 500, 503, 418])
 def test_a_scripted_fail_and_a_fault_word_the_same_error_alike(profile: str, status: int) -> None:
-    from emulator.app import Runtime
+    from emulator.server.runtime import Runtime
 
     scenario = parse_scenario(
         f"rules:\n  - {{name: fail, when: {{last_user: a}}, fail: {{status: {status}}}}}\n"

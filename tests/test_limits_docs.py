@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from emulator.cli import _parser
-from emulator.cli_limits import LIMIT_FLAGS
+from emulator.cli.limits import LIMIT_FLAGS
+from emulator.cli.main import _parser
 from emulator.config import env_name
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""GET /v1/models and model-id resolution: the seeds' catalog, provider/model ids and custom service ids."""
+"""GET /v1/models and model-id resolution: the gateways' documented catalog, provider/model ids and custom service ids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import ROOT, start_server, stop_server
 from tests.spec import assert_valid
 
-SEED_CATALOG = {
+DOCUMENTED_CATALOG = {
     "deepseek-v3.2",
     "glm-5",
     "glm-5v-turbo",
@@ -28,12 +28,12 @@ def gateway():
     stop_server(running)
 
 
-def test_list_models_has_the_seed_catalog_and_declared_models(gateway):
+def test_list_models_has_the_documented_catalog_and_declared_models(gateway):
     with gateway.http() as http:
         body = http.get("/v1/models").json()
     assert_valid("ListModelsResponse", body)
     ids = {m["id"] for m in body["data"]}
-    assert SEED_CATALOG | {"ep-a1b2c3d4", "acme-thinker"} <= ids
+    assert DOCUMENTED_CATALOG | {"ep-a1b2c3d4", "acme-thinker"} <= ids
     listed = gateway.openai().models.list()
     assert {m.id for m in listed} == ids
 
@@ -105,7 +105,7 @@ def _anthropic(server, under: str = ""):
 def test_anthropic_client_lists_and_retrieves_models(gateway):
     client = _anthropic(gateway)
     listed = list(client.models.list(limit=4))  # pages of four, followed by `last_id` until `has_more` is false
-    assert {m.id for m in listed} == SEED_CATALOG | {"ep-a1b2c3d4", "acme-thinker"}
+    assert {m.id for m in listed} == DOCUMENTED_CATALOG | {"ep-a1b2c3d4", "acme-thinker"}
     assert all(m.type == "model" and m.display_name == m.id and m.lifecycle == "active" for m in listed)
     created = [m.created_at for m in listed]
     assert created == sorted(created, reverse=True)  # newest first, as the API lists them

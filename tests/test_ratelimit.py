@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 
-from emulator.cli import parse, settings_from
-from emulator.cli_options import FlagError
+from emulator.cli.main import parse, settings_from
+from emulator.cli.options import FlagError
 from emulator.exchange import Exchange, Message
-from emulator.ratelimit import Limiter, RateLimits, go_duration, retry_headers, rfc3339
+from emulator.ratelimit import (
+    Limiter,
+    RateLimits,
+    anthropic_limit_headers,
+    go_duration,
+    openai_limit_headers,
+    retry_headers,
+    rfc3339,
+)
 from tests.conftest import RunningServer, start_server, stop_server
 
 
@@ -46,7 +54,7 @@ def exchange(key: str = "sk-a", model: str = "glm-5") -> Exchange:
 def test_a_request_bucket_refuses_a_burst_and_refills_continuously() -> None:
     clock = Clock()
     limiter = Limiter(RateLimits(requests=3, window_s=6), clock=clock)
-    admitted = [limiter.admit(exchange(), 0, "chat") for _ in range(4)]
+    admitted = [limiter.admit(exchange(), 0, openai_limit_headers) for _ in range(4)]
     assert [a.refusal is None for a in admitted] == [True, True, True, False]
     refused = admitted[-1]
     assert refused.reason == "requests" and refused.refusal is not None
@@ -56,29 +64,29 @@ def test_a_request_bucket_refuses_a_burst_and_refills_continuously() -> None:
     assert refused.headers["x-ratelimit-reset-requests"] == "6s"
     assert "Limit 3, Used 3, Requested 1" in refused.refusal.message
     clock.now += 1.9
-    assert limiter.admit(exchange(), 0, "chat").refusal is not None
+    assert limiter.admit(exchange(), 0, openai_limit_headers).refusal is not None
     clock.now += 0.1
-    assert limiter.admit(exchange(), 0, "chat").refusal is None
+    assert limiter.admit(exchange(), 0, openai_limit_headers).refusal is None
 
 
 def test_buckets_are_kept_per_key_and_model_by_default() -> None:
     limiter = Limiter(RateLimits(requests=1), clock=Clock())
-    assert limiter.admit(exchange("sk-a"), 0, "chat").refusal is None
-    assert limiter.admit(exchange("sk-a"), 0, "chat").refusal is not None
-    assert limiter.admit(exchange("sk-b"), 0, "chat").refusal is None
-    assert limiter.admit(exchange("sk-a", "qwen-plus"), 0, "chat").refusal is None
+    assert limiter.admit(exchange("sk-a"), 0, openai_limit_headers).refusal is None
+    assert limiter.admit(exchange("sk-a"), 0, openai_limit_headers).refusal is not None
+    assert limiter.admit(exchange("sk-b"), 0, openai_limit_headers).refusal is None
+    assert limiter.admit(exchange("sk-a", "qwen-plus"), 0, openai_limit_headers).refusal is None
     shared = Limiter(RateLimits(requests=1, per=()), clock=Clock())
-    assert shared.admit(exchange("sk-a"), 0, "chat").refusal is None
-    assert shared.admit(exchange("sk-b", "qwen-plus"), 0, "chat").refusal is not None
+    assert shared.admit(exchange("sk-a"), 0, openai_limit_headers).refusal is None
+    assert shared.admit(exchange("sk-b", "qwen-plus"), 0, openai_limit_headers).refusal is not None
 
 
 def test_tokens_are_taken_on_admission_and_for_the_completion() -> None:
     clock = Clock()
     limiter = Limiter(RateLimits(tokens=100, window_s=10), clock=clock)
-    first = limiter.admit(exchange(), 30, "chat")
+    first = limiter.admit(exchange(), 30, openai_limit_headers)
     assert first.headers["x-ratelimit-remaining-tokens"] == "70"
-    assert limiter.charge(first, 60, "chat")["x-ratelimit-remaining-tokens"] == "10"
-    refused = limiter.admit(exchange(), 30, "chat")
+    assert limiter.charge(first, 60, openai_limit_headers)["x-ratelimit-remaining-tokens"] == "10"
+    refused = limiter.admit(exchange(), 30, openai_limit_headers)
     assert refused.reason == "tokens" and refused.refusal is not None
     assert refused.refusal.headers["retry-after-ms"] == "2000"  # 20 tokens at 10 per second
     assert "on tokens per 10s (TPM)" in refused.refusal.message
@@ -86,17 +94,17 @@ def test_tokens_are_taken_on_admission_and_for_the_completion() -> None:
 
 def test_concurrency_is_released_when_a_response_ends() -> None:
     limiter = Limiter(RateLimits(concurrency=1), clock=Clock())
-    held = limiter.admit(exchange(), 0, "chat")
+    held = limiter.admit(exchange(), 0, openai_limit_headers)
     assert held.holds_slot
-    refused = limiter.admit(exchange(), 0, "chat")
+    refused = limiter.admit(exchange(), 0, openai_limit_headers)
     assert refused.reason == "concurrency" and refused.refusal is not None and refused.refusal.status == 429
     limiter.release(held)
-    assert limiter.admit(exchange(), 0, "chat").refusal is None
+    assert limiter.admit(exchange(), 0, openai_limit_headers).refusal is None
 
 
 def test_the_anthropic_route_gets_the_anthropic_headers() -> None:
     limiter = Limiter(RateLimits(requests=5, tokens=1000), clock=Clock())
-    headers = limiter.admit(exchange(), 10, "messages").headers
+    headers = limiter.admit(exchange(), 10, anthropic_limit_headers).headers
     assert headers["anthropic-ratelimit-requests-limit"] == "5"
     assert headers["anthropic-ratelimit-requests-remaining"] == "4"
     assert headers["anthropic-ratelimit-tokens-remaining"] == "990"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 
-from emulator.record_capture import Capture
-from emulator.record_cassette import Cassette, write_atomically
-from emulator.record_convert import literal, outcome_for
+from emulator.protocols.anthropic_messages import MessagesAdapter
+from emulator.protocols.openai_chat import ChatAdapter
+from emulator.record.capture import Capture
+from emulator.record.cassette import Cassette, write_atomically
+from emulator.record.convert import literal, outcome_for
 from emulator.scenarios import parse_scenario
 from emulator.scenarios.templates import compile_template
 
@@ -25,7 +27,7 @@ def test_chat_with_two_choices_and_pinned_usage():
         ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "prompt_tokens_details": None},
     }
-    reply = outcome_for("chat", 200, {}, body, [])["reply"]
+    reply = outcome_for(ChatAdapter(), 200, {}, body, [])["reply"]
     assert reply == {
         "choices": [{"content": "Heads"}, {"content": "Tails", "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
@@ -53,7 +55,7 @@ def test_chat_stream_deltas_are_folded():
         (None, {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
         (None, {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}}),
     ]
-    reply = outcome_for("chat", 200, {}, None, events)["reply"]
+    reply = outcome_for(ChatAdapter(), 200, {}, None, events)["reply"]
     assert reply == {
         "reasoning": "hm",
         "tool_calls": [{"name": "f", "arguments": '{"a": 1}', "id": "call_1"}],
@@ -64,14 +66,14 @@ def test_chat_stream_deltas_are_folded():
 
 def test_an_error_status_becomes_a_fail_with_its_retry_header():
     body = {"error": {"message": "Busy {{ now }}", "type": "rate_limit_exceeded", "code": None, "param": None}}
-    fail = outcome_for("chat", 429, {"retry-after": "3", "authorization": "x"}, body, [])["fail"]
+    fail = outcome_for(ChatAdapter(), 429, {"retry-after": "3", "authorization": "x"}, body, [])["fail"]
     assert fail == {
         "status": 429,
         "message": 'Busy {{ "{{" }} now }}',
         "type": "rate_limit_exceeded",
         "headers": {"retry-after": "3"},
     }
-    assert outcome_for("messages", 500, {}, "not json", [])["fail"] == {"status": 500}
+    assert outcome_for(MessagesAdapter(), 500, {}, "not json", [])["fail"] == {"status": 500}
 
 
 def test_capture_splits_events_across_chunks_and_times_them():

@@ -18,11 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.app import Runtime, build_app
 from emulator.config import Settings
 from emulator.journal import Journal
-from emulator.request_log import ExplainBudget, RequestLog, line_of
 from emulator.scenarios import parse_scenario
+from emulator.server.app import build_app
+from emulator.server.request_log import ExplainBudget, RequestLog, line_of
+from emulator.server.runtime import Runtime
 from tests.conftest import ROOT
 
 SCENARIO = """\

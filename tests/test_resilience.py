@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
+from emulator.faults.report import backoff_shape, render, report
 from emulator.journal import Entry, Journal
-from emulator.resilience import backoff_shape, render, report
 from tests.conftest import ROOT, RunningServer, start_server, stop_server
 
 BODY = {"model": "glm-5", "messages": [{"role": "user", "content": "hi"}]}

@@ -1,4 +1,4 @@
-"""The Responses API through the real openai SDK against the real server: shapes, scenarios, seed 003's tool flow."""
+"""The Responses API through the real openai SDK against the real server: shapes, scenarios, CloudBase's documented tool flow."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_encrypted_reasoning_comes_back_as_context(bare_server):
     assert second.output_text
 
 
-def test_seed_003_tool_round_trip(server):
+def test_cloudbase_tool_round_trip(server):
     """First request: get_weather is called. Second: previous_response_id plus the function's output."""
     client = server.openai()
     first, body = raw_create(

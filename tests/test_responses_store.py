@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from emulator.response_store import ResponseStore, StoredResponse
+from emulator.protocols.responses_store import ResponseStore, StoredResponse
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.spec import assert_valid
 from tests.test_responses_api import WEATHER_RESULT, WEATHER_TOOL
@@ -309,7 +309,7 @@ def test_store_reset_by_test_id():
     assert len(store) == 0
 
 
-# ── the cloudbase profile (seed 003) ─────────────────────────────────────────
+# ── the cloudbase profile (CloudBase's documentation) ────────────────────────
 
 
 @pytest.fixture(scope="module")
@@ -321,8 +321,8 @@ def cloudbase() -> Iterator[RunningServer]:
     stop_server(running)
 
 
-def test_cloudbase_serves_responses_at_the_seed_path(cloudbase):
-    """Seed 003: `…/v1/ai/cloudbase/responses`, so an OpenAI client's base URL is `…/v1/ai/cloudbase`."""
+def test_cloudbase_serves_responses_at_its_documented_path(cloudbase):
+    """CloudBase: `…/v1/ai/cloudbase/responses`, so an OpenAI client's base URL is `…/v1/ai/cloudbase`."""
     client = openai.OpenAI(api_key="sk-test", base_url=cloudbase.url + "/v1/ai/cloudbase", max_retries=0)
     first = client.responses.create(
         model="hy3-preview",

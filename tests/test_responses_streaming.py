@@ -107,7 +107,7 @@ def test_sdk_stream_reassembles_the_non_streamed_response(server):
     assert final.output_text.startswith("### Why idempotency matters")
 
 
-def test_seed_003_tool_round_trip_streamed(server):
+def test_cloudbase_tool_round_trip_streamed(server):
     client = server.openai()
     with client.responses.stream(
         model="hy3-preview", input="What is the weather like in Beijing today?", tools=[WEATHER_TOOL]

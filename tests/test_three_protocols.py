@@ -1,4 +1,4 @@
-"""Seed 003's two-request tool flow, from one scenario file, through all three protocols and the real SDKs,
+"""CloudBase's documented two-request tool flow, from one scenario file, through all three protocols and the real SDKs,
 on the CloudBase profile's paths (streaming and not)."""
 
 from __future__ import annotations

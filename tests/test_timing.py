@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from emulator.errors import ApiError
 from emulator.scenarios import ScenarioError, parse_scenario
-from emulator.streaming import Delivery, SseEvent, encode
+from emulator.server.delivery import Delivery
+from emulator.sse import SseEvent, encode
 from emulator.timing import HEADERS, Chunking, Jitter, TimingSpec, seed_material, timing_from_headers
 from tests.conftest import RunningServer, start_server, stop_server
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator.app import Runtime
 from emulator.config import Settings
-from emulator.watch import ScenarioFilter, reload
+from emulator.server.runtime import Runtime
+from emulator.server.watch import ScenarioFilter, reload
 from tests.conftest import start_server, stop_server
 
 RULE = "rules:\n  - name: ping\n    when: {{last_user: ping}}\n    reply: {{content: {answer}}}\n"

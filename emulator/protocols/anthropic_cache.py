@@ -119,7 +119,7 @@ def prompt_blocks(request: m.CountTokensRequest, tools: Sequence[Tool]) -> list[
     blocks = []
     tool_tokens = {t.name: count_messages([], [t]) - count_messages([]) for t in tools}
     for index, tool in enumerate(request.tools or ()):
-        tokens = tool_tokens.get(tool.name or "", TOOL_OVERHEAD + count_text(tool.name or tool.type))
+        tokens = tool_tokens.get(tool.name or "", TOOL_OVERHEAD + count_text(tool.name or tool.type or ""))
         blocks.append(PromptBlock(f"tools.{index}", _identity(tool), tokens, tool.cache_control))
     if isinstance(request.system, str):
         blocks.append(PromptBlock("system", request.system, MESSAGE_OVERHEAD + count_text(request.system), None))

@@ -12,19 +12,34 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from emulator.errors import ApiError
-from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
+from emulator.exchange import (
+    Choice,
+    Exchange,
+    Failure,
+    Message,
+    Reply,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    UsageOverride,
+)
 from emulator.http import bearer_key, dumps, json_response, read_json
 from emulator.ids import uuid4_int
-from emulator.journal import TEST_ID_HEADER, current_entry
-from emulator.profiles import DECLARE_HINT, CatalogModel, Profile, Range
+from emulator.journal import current_entry
+from emulator.names import TEST_ID_HEADER
+from emulator.profiles import DECLARE_HINT, Catalog, CatalogModel, Profile, Range
+from emulator.protocols import anthropic_catalog
 from emulator.protocols import anthropic_messages_models as m
 from emulator.protocols.anthropic_cache import (
     CachePlan,
@@ -35,9 +50,10 @@ from emulator.protocols.anthropic_cache import (
     prompt_blocks,
 )
 from emulator.protocols.anthropic_threads import KeptReply, ThreadStore
-from emulator.protocols.base import Adapter, Context
+from emulator.protocols.base import Adapter, Context, RecordedEvent, counted
+from emulator.ratelimit import BucketState, anthropic_limit_headers
 from emulator.shaping import Shaped
-from emulator.streaming import SseEvent
+from emulator.sse import SseEvent
 from emulator.tokens import count_messages, count_text, split_tokens
 
 VERSION_HEADER = "anthropic-version"
@@ -357,7 +373,8 @@ def _tool_choice(request: m.CountTokensRequest, tools: list[Tool]) -> ToolChoice
         raise ApiError.invalid(
             "tool_choice.any: `tool_choice` of type 'any' requires `tools` to be provided", param="tool_choice"
         )
-    return ToolChoice({"auto": "auto", "any": "required", "none": "none"}[choice.type])
+    modes: dict[str, Literal["auto", "required", "none"]] = {"auto": "auto", "any": "required", "none": "none"}
+    return ToolChoice(modes[choice.type])
 
 
 def _parallel_tool_calls(request: m.CountTokensRequest, traits: Traits) -> bool:
@@ -689,15 +706,125 @@ def error_body(failure: Failure, request_id: str | None = None) -> dict[str, Any
     return body
 
 
+# ── an answer read back (what `record` writes) ──────────────────────────────
+
+
+def reply_of(body: Mapping[str, Any]) -> Reply:
+    """A Message in the neutral terms: its text, thinking and tool uses as one Choice; the stop reason as the
+    finish reason the other protocols use; the prompt counted with what the cache read and wrote."""
+    texts, thinking, calls = [], [], []
+    for block in body.get("content") or []:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "thinking":
+            thinking.append(block.get("thinking", ""))
+        elif kind == "tool_use":
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            calls.append(ToolCall(neutral_tool_id(block.get("id", "")), block.get("name", ""), arguments))
+    stop = body.get("stop_reason")
+    finish = {"max_tokens": "length", "tool_use": "tool_calls", "refusal": "content_filter"}.get(stop or "", "stop")
+    text = "\n\n".join(texts)
+    refusal = text if stop == "refusal" and text else None
+    usage = body.get("usage") or {}
+    read, written = usage.get("cache_read_input_tokens") or 0, usage.get("cache_creation_input_tokens") or 0
+    prompt = usage.get("input_tokens")
+    choice = Choice(
+        content=None if refusal else (text if texts or not calls else None),
+        reasoning="".join(thinking) or None,
+        tool_calls=calls,
+        refusal=refusal,
+        finish_reason=finish,
+    )
+    return Reply(
+        [choice],
+        UsageOverride(
+            prompt_tokens=counted(prompt + read + written) if isinstance(prompt, int) else None,
+            completion_tokens=counted(usage.get("output_tokens")),
+            cached_tokens=counted(read) if read else None,
+        ),
+    )
+
+
+def body_of(events: Sequence[RecordedEvent]) -> dict[str, Any]:
+    """message_start … message_stop folded into one Message body."""
+    message: dict[str, Any] = {"content": [], "usage": {}}
+    partial: dict[int, str] = {}
+    for _, data in events:
+        if not isinstance(data, dict):
+            continue
+        kind = data.get("type")
+        if kind == "message_start":
+            started = data.get("message") or {}
+            message = {
+                **started,
+                "content": list(started.get("content") or []),
+                "usage": dict(started.get("usage") or {}),
+            }
+        elif kind == "content_block_start":
+            block = dict(data.get("content_block") or {})
+            index = data.get("index", len(message["content"]))
+            while len(message["content"]) <= index:
+                message["content"].append({})
+            message["content"][index] = block
+        elif kind == "content_block_delta":
+            index, delta = data.get("index", 0), data.get("delta") or {}
+            block = message["content"][index] if index < len(message["content"]) else {}
+            if delta.get("type") == "text_delta":
+                block["text"] = block.get("text", "") + delta.get("text", "")
+            elif delta.get("type") == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+            elif delta.get("type") == "input_json_delta":
+                partial[index] = partial.get(index, "") + delta.get("partial_json", "")
+        elif kind == "message_delta":
+            message.update({k: v for k, v in (data.get("delta") or {}).items() if v is not None})
+            message["usage"].update(data.get("usage") or {})
+    for index, text in partial.items():
+        try:
+            message["content"][index]["input"] = json.loads(text) if text else {}
+        except (ValueError, IndexError):
+            continue
+    return message
+
+
 # ── the adapter ──────────────────────────────────────────────────────────────
 
 
 class MessagesAdapter(Adapter):
     protocol = "messages"
+    client = "Anthropic"
+    sdk_path = "/v1/messages"
+    sdk_models_path = "/v1/models"
+    overload_status = 529  # Anthropic's `overloaded_error`
 
     def __init__(self, threads: ThreadStore | None = None) -> None:
         self.cache = PromptCache()
         self.threads = threads if threads is not None else ThreadStore()
+
+    @classmethod
+    def made(cls, store_bytes: int | None = None) -> MessagesAdapter:
+        return cls(ThreadStore() if store_bytes is None else ThreadStore(max_bytes=store_bytes))
+
+    def claims(self, headers: Mapping[str, str]) -> bool:
+        return anthropic_catalog.wants_anthropic_shape(headers)
+
+    def limit_headers(self, requests: BucketState | None, tokens: BucketState | None) -> dict[str, str]:
+        return anthropic_limit_headers(requests, tokens)
+
+    def model_list(self, models: Sequence[CatalogModel], query: QueryParams) -> dict[str, Any]:
+        lifecycle = [*query.getlist("lifecycle"), *query.getlist("lifecycle[]")]
+        return anthropic_catalog.model_page(models, query, lifecycle)
+
+    def model_info(self, model: CatalogModel | None, requested: str, catalog: Catalog) -> dict[str, Any]:
+        if model is None:
+            raise anthropic_catalog.not_found(requested)
+        return anthropic_catalog.model_info(model)
+
+    def reply_from(self, body: Any) -> Reply:
+        return reply_of(body)
+
+    def body_from(self, events: Sequence[RecordedEvent]) -> Any:
+        return body_of(events)
 
     def authenticate(self, request: Request, context: Context) -> str:
         return authenticate(request, context)

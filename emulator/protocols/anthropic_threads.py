@@ -5,7 +5,7 @@ a later one with `{"type": "continue", "previous_message_id": id}` sends only th
 server puts the kept ones (and the kept `system` and `tools`) in front of them. The Anthropic SDKs' tool runners
 work this way by default.
 
-Each kept reply is one turn of a chain (emulator/chain_store.py): the messages its request added and its answer,
+Each kept reply is one turn of a chain (emulator/protocols/chain_store.py): the messages its request added and its answer,
 kept once, pointing at the reply it continues; the whole conversation that led to it is read along the chain, so
 scenario rules see every turn, a thread still continues after older replies were evicted, and a thread of n turns
 costs n turns' messages, not n conversations. It is kept when the reply is decided, before the first byte is
@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore
 from emulator.errors import ApiError
 from emulator.protocols import anthropic_messages_models as m
+from emulator.protocols.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore
 
 DEFAULT_LIMIT = DEFAULT_LINKS
 CREATE_ONLY_FIELDS = ("system", "tools")  # a `continue` takes these from the thread

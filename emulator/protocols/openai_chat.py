@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,15 +12,27 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from emulator.errors import ApiError
-from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
+from emulator.exchange import (
+    Choice,
+    Exchange,
+    Failure,
+    Message,
+    Reply,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    UsageOverride,
+)
 from emulator.http import bearer_key, dumps
 from emulator.ids import uuid4_str
 from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_chat_models as m
-from emulator.protocols.base import Adapter, Context
+from emulator.protocols.base import Adapter, Context, RecordedEvent, counted
 from emulator.protocols.validation import to_api_error
 from emulator.shaping import Shaped, Usage
-from emulator.streaming import SseEvent
+from emulator.sse import SseEvent
 from emulator.tokens import count_text
 
 MAX_STOP_SEQUENCES = 4
@@ -67,9 +79,9 @@ def _messages(request: m.ChatCompletionRequest) -> list[Message]:
             out.append(Message("user", _joined_text(msg.content), parts=_extra_parts(msg.content)))
         elif isinstance(msg, m.AssistantMessage):
             made = [ToolCall(c.id, c.name, c.arguments) for c in msg.tool_calls or ()]
-            for call in made:
-                calls[call.id] = call
-                pending[call.id] = index
+            for made_call in made:
+                calls[made_call.id] = made_call
+                pending[made_call.id] = index
             text = _joined_text(msg.content)
             out.append(Message("assistant", text, tool_calls=made, reasoning=msg.reasoning_content))
         elif isinstance(msg, m.ToolMessage):
@@ -370,8 +382,81 @@ def dump(payload: Any) -> str:
     return dumps(payload)
 
 
+# ── an answer read back (what `record` writes) ──────────────────────────────
+
+
+def reply_of(body: Mapping[str, Any]) -> Reply:
+    """A chat.completion body in the neutral terms: one Choice per choice, by index."""
+    choices = []
+    for choice in sorted(body.get("choices") or [], key=lambda c: c.get("index", 0)):
+        message = choice.get("message") or {}
+        calls = [
+            ToolCall(c.get("id", ""), c["function"]["name"], c["function"].get("arguments", ""))
+            for c in message.get("tool_calls") or []
+        ]
+        choices.append(
+            Choice(
+                content=message.get("content"),
+                reasoning=message.get("reasoning_content") or message.get("reasoning"),
+                tool_calls=calls,
+                refusal=message.get("refusal"),
+                finish_reason=choice.get("finish_reason"),
+            )
+        )
+    usage = body.get("usage") or {}
+    return Reply(
+        choices or [Choice(content="")],
+        UsageOverride(
+            prompt_tokens=counted(usage.get("prompt_tokens")),
+            completion_tokens=counted(usage.get("completion_tokens")),
+            total_tokens=counted(usage.get("total_tokens")),
+            cached_tokens=counted((usage.get("prompt_tokens_details") or {}).get("cached_tokens")),
+            reasoning_tokens=counted((usage.get("completion_tokens_details") or {}).get("reasoning_tokens")),
+        ),
+    )
+
+
+def body_of(events: Sequence[RecordedEvent]) -> dict[str, Any]:
+    """The chunks folded into one chat.completion body."""
+    choices: dict[int, dict[str, Any]] = {}
+    usage = None
+    for _, data in events:
+        if not isinstance(data, dict):
+            continue
+        usage = data.get("usage") or usage
+        for chunk in data.get("choices") or []:
+            choice = choices.setdefault(chunk.get("index", 0), {"message": {"content": None}, "calls": {}})
+            delta = chunk.get("delta") or {}
+            message = choice["message"]
+            for key in ("content", "reasoning_content", "reasoning", "refusal"):
+                if isinstance(delta.get(key), str):
+                    message[key] = (message.get(key) or "") + delta[key]
+            for call in delta.get("tool_calls") or []:
+                slot = choice["calls"].setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+                slot["id"] = call.get("id") or slot["id"]
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
+            if chunk.get("finish_reason"):
+                choice["finish_reason"] = chunk["finish_reason"]
+    body_choices = []
+    for index, choice in sorted(choices.items()):
+        calls = [choice["calls"][i] for i in sorted(choice["calls"])]
+        message = choice["message"]
+        if calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls
+            ]
+        body_choices.append({"index": index, "message": message, "finish_reason": choice.get("finish_reason")})
+    return {"choices": body_choices, "usage": usage}
+
+
+# ── the adapter ──────────────────────────────────────────────────────────────
+
+
 class ChatAdapter(Adapter):
     protocol = "chat"
+    sdk_path = "/chat/completions"
 
     def authenticate(self, request: Request, context: Context) -> str:
         return bearer_key(request, context.allowed_keys)
@@ -396,3 +481,9 @@ class ChatAdapter(Adapter):
 
     def error_event(self, failure: Failure, context: Context) -> SseEvent:
         return SseEvent(dump(error_body(failure, context.profile)))
+
+    def reply_from(self, body: Any) -> Reply:
+        return reply_of(body)
+
+    def body_from(self, events: Sequence[RecordedEvent]) -> Any:
+        return body_of(events)

@@ -16,24 +16,36 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from emulator.errors import ApiError
-from emulator.exchange import Choice, Exchange, Failure, Message, ResponseFormat, Tool, ToolCall, ToolChoice, ToolResult
+from emulator.exchange import (
+    Choice,
+    Exchange,
+    Failure,
+    Message,
+    Reply,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    UsageOverride,
+)
 from emulator.http import bearer_key, json_response, json_text_response
 from emulator.ids import uuid4_hex
-from emulator.journal import TEST_ID_HEADER
+from emulator.names import TEST_ID_HEADER
 from emulator.profiles import Catalog, Profile
 from emulator.protocols import openai_responses_models as m
-from emulator.protocols.base import Adapter, Context
+from emulator.protocols.base import Adapter, Context, RecordedEvent, counted
 from emulator.protocols.openai_chat import dump, error_body
+from emulator.protocols.responses_store import Item, ResponseStore, StoredResponse
 from emulator.protocols.validation import to_api_error
-from emulator.response_store import Item, ResponseStore, StoredResponse
 from emulator.shaping import Shaped, Usage
-from emulator.streaming import SseEvent
+from emulator.sse import SseEvent
 from emulator.tokens import count_text, split_tokens
 
 NO_THINKING_EFFORTS = frozenset({"none", "minimal"})
@@ -45,7 +57,7 @@ LONG_CONVERSATION = 2_000  # items: a request continuing more is read and answer
 
 
 def new_id(prefix: str) -> str:
-    """`resp_…`, `msg_…`, `rs_…`, `fc_…`: a prefix and 32 hex digits, as the gateways' ids look (seed 003)."""
+    """`resp_…`, `msg_…`, `rs_…`, `fc_…`: a prefix and 32 hex digits, as the gateways' ids look (CloudBase's examples)."""
     return f"{prefix}_{uuid4_hex()}"
 
 
@@ -75,7 +87,8 @@ def _content_parts(item: m.MessageItem) -> list[dict[str, Any]]:
             _output_text(item.content) if item.role == "assistant" else {"type": "input_text", "text": item.content}
         ]
     parts = []
-    for part in item.content:
+    content: Sequence[BaseModel] = item.content  # a union of part models, made at run time
+    for part in content:
         dumped = part.model_dump(by_alias=True, exclude_none=True)
         if dumped["type"] == "output_text":
             dumped = {**_output_text(dumped["text"]), **dumped}
@@ -195,9 +208,9 @@ class Reading:
             elif kind == "reasoning":
                 _assistant_turn(messages, fresh_if_spoken=True).reasoning = _reasoning_text(item)
             elif kind == "function_call":
-                call = ToolCall(item["call_id"], item["name"], item["arguments"])
-                calls[call.id] = call
-                _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(call)
+                made = ToolCall(item["call_id"], item["name"], item["arguments"])
+                calls[made.id] = made
+                _assistant_turn(messages, fresh_if_spoken=False).tool_calls.append(made)
             elif kind == "function_call_output":
                 call_id = item.get("call_id")
                 call = calls.get(call_id) if call_id else _last_open(calls, answered, item.get("name"))
@@ -382,7 +395,7 @@ def _tool_echo(tool: m.ToolDefinition) -> dict[str, Any]:
 
 def _text_echo(request: m.CreateResponseRequest) -> dict[str, Any]:
     text = request.text or m.TextParam()
-    fmt = text.format.model_dump(by_alias=True, exclude_none=True) if text.format else {"type": "text"}
+    fmt: dict[str, Any] = text.format.model_dump(by_alias=True, exclude_none=True) if text.format else {"type": "text"}
     if fmt["type"] == "json_schema":
         fmt.setdefault("strict", False)
     return {"format": fmt, "verbosity": text.verbosity or "medium"}
@@ -679,11 +692,74 @@ def item_page(items: Sequence[Item], order: str | None, limit: str | None, after
     }
 
 
+# ── an answer read back (what `record` writes) ──────────────────────────────
+
+
+def reply_of(body: Mapping[str, Any]) -> Reply:
+    """A Response in the neutral terms: its message text, reasoning summary and function calls as one Choice."""
+    texts, reasoning, calls, refusals = [], [], [], []
+    for item in body.get("output") or []:
+        kind = item.get("type")
+        if kind == "message":
+            for part in item.get("content") or []:
+                if part.get("type") == "output_text":
+                    texts.append(part.get("text", ""))
+                elif part.get("type") == "refusal":
+                    refusals.append(part.get("refusal", ""))
+        elif kind == "reasoning":
+            reasoning += [s.get("text", "") for s in item.get("summary") or []]
+        elif kind == "function_call":
+            calls.append(ToolCall(item.get("call_id", ""), item.get("name", ""), item.get("arguments", "")))
+    reason = (body.get("incomplete_details") or {}).get("reason")
+    finish = {"max_output_tokens": "length", "content_filter": "content_filter"}.get(reason or "")
+    usage = body.get("usage") or {}
+    choice = Choice(
+        content="".join(texts) if texts or not calls else None,
+        reasoning="\n".join(reasoning) or None,
+        tool_calls=calls,
+        refusal="".join(refusals) or None,
+        finish_reason=finish or ("tool_calls" if calls else "stop"),
+    )
+    return Reply(
+        [choice],
+        UsageOverride(
+            prompt_tokens=counted(usage.get("input_tokens")),
+            completion_tokens=counted(usage.get("output_tokens")),
+            total_tokens=counted(usage.get("total_tokens")),
+            cached_tokens=counted((usage.get("input_tokens_details") or {}).get("cached_tokens")),
+            reasoning_tokens=counted((usage.get("output_tokens_details") or {}).get("reasoning_tokens")),
+        ),
+    )
+
+
+def body_of(events: Sequence[RecordedEvent]) -> dict[str, Any]:
+    """The finished Response that the last `response.completed` / `response.incomplete` event carries."""
+    final: dict[str, Any] = {}
+    for name, data in events:
+        if isinstance(data, dict) and (name or data.get("type", "")).startswith("response.") and "response" in data:
+            final = data["response"]
+    return final
+
+
+# ── the adapter ──────────────────────────────────────────────────────────────
+
+
 class ResponsesAdapter(Adapter):
     protocol = "responses"
+    sdk_path = "/responses"
 
     def __init__(self, store: ResponseStore | None = None) -> None:
         self.store = store if store is not None else ResponseStore()
+
+    @classmethod
+    def made(cls, store_bytes: int | None = None) -> ResponsesAdapter:
+        return cls(ResponseStore() if store_bytes is None else ResponseStore(max_bytes=store_bytes))
+
+    def reply_from(self, body: Any) -> Reply:
+        return reply_of(body)
+
+    def body_from(self, events: Sequence[RecordedEvent]) -> Any:
+        return body_of(events)
 
     def authenticate(self, request: Request, context: Context) -> str:
         return bearer_key(request, context.allowed_keys)

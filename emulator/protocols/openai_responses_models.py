@@ -25,7 +25,7 @@ def _type_values(model: type[BaseModel]) -> tuple[str, ...]:
 
 def _unknown(name: str, values: tuple[str, ...]) -> type[BaseModel]:
     """A model that accepts no item: it reports an unsupported `type` together with the supported values."""
-    return create_model(name, __base__=_Lenient, type=(Literal[values], ...))  # type: ignore[valid-type]
+    return create_model(name, __base__=_Lenient, type=(Literal[values], ...))  # type: ignore[arg-type]
 
 
 def _tagged(members: tuple[type[BaseModel], ...], tag_of: Callable[[Any], str]) -> Any:
@@ -97,7 +97,7 @@ ToolOutputPart = _by_type(InputText, InputImage, InputFile)
 class MessageItem(_Lenient):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | Annotated[list[ContentPart], FAIL_FAST]
+    content: str | Annotated[list[ContentPart], FAIL_FAST]  # type: ignore[valid-type]  # a union made at run time
     id: str | None = None
 
 
@@ -112,7 +112,7 @@ class FunctionCallItem(_Lenient):
 class FunctionCallOutputItem(_Lenient):
     type: Literal["function_call_output"]
     call_id: str | None = Field(default=None, min_length=1, max_length=64)  # None: the last open call (of `name`)
-    output: str | Annotated[list[ToolOutputPart], FAIL_FAST]
+    output: str | Annotated[list[ToolOutputPart], FAIL_FAST]  # type: ignore[valid-type]  # a union made at run time
     name: str | None = None
     id: str | None = None
 
@@ -233,7 +233,7 @@ TextFormat = _by_type(FormatText, FormatJsonObject, FormatJsonSchema)
 
 
 class TextParam(_Lenient):
-    format: TextFormat | None = None
+    format: TextFormat | None = None  # type: ignore[valid-type]  # a union made at run time
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
@@ -245,7 +245,7 @@ class ReasoningParam(_Lenient):
 
 class CreateResponseRequest(_Lenient):
     model: str = Field(min_length=1)
-    input: str | Annotated[list[InputItem], FAIL_FAST] | None = None
+    input: str | Annotated[list[InputItem], FAIL_FAST] | None = None  # type: ignore[valid-type]  # a union made at run time
     instructions: str | None = None
     previous_response_id: str | None = None
     tools: Annotated[list[ToolDefinition], FAIL_FAST] | None = None

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic.types import FailFast
+from pydantic_core import ErrorDetails
 
 from emulator.errors import ApiError
 
@@ -78,13 +79,13 @@ def param_path(loc: tuple[Any, ...], tags: frozenset[str] = frozenset()) -> str:
     return path
 
 
-def _expected(error: dict[str, Any]) -> str:
+def _expected(error: ErrorDetails) -> str:
     if error["type"] == "literal_error":
         return f"one of {(error.get('ctx') or {}).get('expected')}"
     return _EXPECTED.get(error["type"], error["type"])
 
 
-def _describe(error: dict[str, Any], param: str, group: list[dict[str, Any]]) -> str:
+def _describe(error: ErrorDetails, param: str, group: list[ErrorDetails]) -> str:
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "missing":
         return f"Missing required parameter: '{param}'."

@@ -5,7 +5,7 @@ engine = Engine(scenarios, generator=Generator(seed=0))
 outcome = engine.respond(exchange)                  # Reply | Failure
 """
 
-from emulator.scenarios.engine import SCOPE_HEADER, Engine, RuleMiss, State, merged_settings
+from emulator.scenarios.engine import Engine, RuleMiss, State, merged_settings
 from emulator.scenarios.loader import (
     load_scenario_file,
     load_scenarios,
@@ -18,7 +18,6 @@ from emulator.scenarios.schema import KEYS, DeclaredModel, Rule, Scenario, Scena
 
 __all__ = [
     "KEYS",
-    "SCOPE_HEADER",
     "DeclaredModel",
     "Engine",
     "Problem",

@@ -13,7 +13,7 @@ from emulator.exchange import Choice, Exchange, Failure, Reply, ToolCall, UsageO
 from emulator.scenarios.templates import RenderBudget, Template, template_context
 
 if TYPE_CHECKING:
-    from emulator.faults import FaultRule
+    from emulator.faults.rules import FaultRule
     from emulator.generate import Generator
     from emulator.timing import TimingSpec
 

@@ -10,20 +10,21 @@ from emulator.scenarios.templates import TemplateError, compile_template
 from emulator.scenarios.yamlpos import YList, YMap
 from emulator.specparse import (  # one wording for files, headers and JSON
     INVALID,
+    Invalid,
     integer_expected,
     shown,
     suggestion,
     words,
 )
 
-__all__ = ["INVALID", "Checker", "shown", "suggestion", "words"]
+__all__ = ["INVALID", "Checker", "Invalid", "shown", "suggestion", "words"]
 
 
 class Checker:
     def __init__(self, log: ProblemLog) -> None:
         self.log = log
 
-    def error(self, pos: Pos, message: str) -> Any:
+    def error(self, pos: Pos, message: str) -> Invalid:
         self.log.add(pos, message)
         return INVALID
 

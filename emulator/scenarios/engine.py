@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import heapq
 import threading
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emulator.exchange import Exchange, Failure, Reply
+from emulator.names import TEST_ID_HEADER
 from emulator.scenarios.actions import Decision, Run
 from emulator.scenarios.index import RuleIndex
 from emulator.scenarios.matchers import AllOf, Condition, TextIs
@@ -22,7 +23,6 @@ from emulator.scenarios.templates import RenderTooLarge
 if TYPE_CHECKING:
     from emulator.generate import Generator
 
-SCOPE_HEADER = "x-emulator-test-id"
 NEAREST_SHOWN = 3
 COMPARED_CHARS = 64  # near-miss ranking compares this much of each end of two texts: its cost never grows with them
 
@@ -78,19 +78,6 @@ class State:
                 self._counts.clear()
             else:
                 self._counts.pop(scope, None)
-
-
-_decided: ContextVar[Decision | None] = ContextVar("decided", default=None)
-
-
-def decision_of(outcome: Reply | Failure) -> Decision:
-    """The timing and fault that came with an outcome `respond` has just returned (in this task).
-
-    `respond` stays the one entry point (engines that wrap it, like the scoped one, keep working); an outcome
-    that did not come from a rule (a queued failure) has no timing or fault of its own.
-    """
-    decision = _decided.get()
-    return decision if decision is not None and decision.outcome is outcome else Decision(outcome)
 
 
 def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) -> ScenarioSettings:
@@ -172,9 +159,8 @@ class Engine:
         return next((rule for rule, _, _ in self._index.candidates(exchange) if rule.when.matches(exchange)), None)
 
     def respond(self, exchange: Exchange) -> Reply | Failure:
-        decision = self.decide(exchange)
-        _decided.set(decision)
-        return decision.outcome
+        """The answer alone (`decide` without the timing, fault and misses that come with it)."""
+        return self.decide(exchange).outcome
 
     def decide(self, exchange: Exchange) -> Decision:
         """The answer, with the timing (scenario settings, rule, step) and the fault the matching rule attaches.
@@ -182,7 +168,7 @@ class Engine:
         On a matching clock (emulator/scenarios/regexes.py), a regex reached once the budget is spent is not run:
         its rule misses, and the decision lists it among its misses.
         """
-        scope = exchange.headers.get(SCOPE_HEADER, "")
+        scope = exchange.headers.get(TEST_ID_HEADER, "")
         cut: list[RuleMiss] = []
         for tried, (rule, settings, captures) in enumerate(self._index.candidates(exchange)):
             if tried & 15 == 15:  # now and then: a regex checks the clock itself
@@ -201,7 +187,7 @@ class Engine:
                 captures=_captures(rule.when, exchange) if captures else {},
                 sentences=settings.sentences or DEFAULT_SENTENCES,
                 locale=settings.locale,
-                next_count=lambda key=rule.key: self.state.next(scope, key),
+                next_count=functools.partial(self.state.next, scope, rule.key),
                 render_chars=self.render_chars,
             )
             try:
@@ -219,7 +205,8 @@ class Engine:
             message = self._no_match_message(nearest)
             return Decision(Failure(status=400, message=message), self.settings.timing, misses=(*cut, *nearest))
         sentences = self.settings.sentences or DEFAULT_SENTENCES
-        reply = self.reply_generator(exchange, self.generator, sentences=sentences, tool_calls=self.settings.tool_calls)
+        tool_calls = self.settings.tool_calls or "forced"  # merged_settings' default
+        reply = self.reply_generator(exchange, self.generator, sentences=sentences, tool_calls=tool_calls)
         return Decision(reply, self.settings.timing, misses=tuple(cut))
 
     def explain(self, exchange: Exchange, limit: int | None = None) -> list[RuleMiss]:

@@ -188,10 +188,10 @@ def _parse(text: str, file: str, name: str | None, log: ProblemLog) -> Scenario 
 
 
 def _models(check: Checker, value: Any, pos: Pos) -> tuple[DeclaredModel, ...]:
-    items = check.items(value, pos, "'models'")
+    items = check.items(value, pos, "'models'") or YList(pos)  # none, when they are wrong: reported
     models: list[DeclaredModel] = []
     first_seen: dict[str, Pos] = {}
-    for index, item in enumerate(items or []):
+    for index, item in enumerate(items):
         data = check.mapping(item, items.at(index), "each model", " with at least an id")
         if data is None:
             continue
@@ -300,10 +300,10 @@ def _sentences(check: Checker, value: Any, pos: Pos) -> Any:
 
 
 def _rules(check: Checker, value: Any, pos: Pos, file: str, stem: str) -> tuple[Rule, ...]:
-    items = check.items(value, pos, "'rules'", allow_empty=True)
+    items = check.items(value, pos, "'rules'", allow_empty=True) or YList(pos)  # none, when they are wrong
     rules: list[Rule] = []
     names: dict[str, Pos] = {}
-    for index, item in enumerate(items or []):
+    for index, item in enumerate(items):
         item_pos = items.at(index)
         data = check.mapping(item, item_pos, "each rule", " with when and reply, fail or sequence")
         if data is None:

@@ -14,9 +14,10 @@ from emulator.scenarios.actions import (
     ReplyAction,
     SequenceAction,
     TemplatedJson,
+    Then,
     ToolCallSpec,
 )
-from emulator.scenarios.checks import INVALID, Checker, shown, words
+from emulator.scenarios.checks import INVALID, Checker, Invalid, shown, words
 from emulator.scenarios.parse_extras import fault_at, timing_at
 from emulator.scenarios.problems import Pos
 from emulator.scenarios.schema import ANSWERS, FINISH_REASONS, KEYS, THEN_MODES
@@ -68,7 +69,7 @@ def _step(check: Checker, key: str, value: Any, pos: Pos) -> Action | None:
 
 
 def _sequence(check: Checker, rule: YMap, seed: str) -> Action | None:
-    then = "repeat_last"
+    then: Then | Invalid = "repeat_last"
     if "then" in rule:
         then = check.choice(rule["then"], rule.at("then"), "'then'", THEN_MODES)
     steps_list = check.items(rule["sequence"], rule.at("sequence"), "'sequence'")
@@ -93,7 +94,7 @@ def _sequence(check: Checker, rule: YMap, seed: str) -> Action | None:
             steps.append(None)
             continue
         steps.append(_attached(_step(check, given[0], data[given[0]], data.at(given[0])), extras))
-    if then is INVALID or None in steps:
+    if isinstance(then, Invalid) or None in steps:
         return None
     return SequenceAction(tuple(s for s in steps if s is not None), then)
 

@@ -1,14 +1,14 @@
 """`timing:` and `fault:` (on rules and sequence steps) and `settings.timing / faults / rate_limits`.
 
 The specs are read by the same parsers as request headers and control API bodies (emulator.timing,
-emulator.faults, emulator.ratelimit); here each problem gets the file position of the key or value at fault.
+emulator.faults.rules, emulator.ratelimit); here each problem gets the file position of the key or value at fault.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from emulator.faults import parse_fault
+from emulator.faults.rules import parse_fault
 from emulator.ratelimit import parse_rate_limits
 from emulator.scenarios.checks import INVALID, Checker, shown
 from emulator.scenarios.problems import Pos

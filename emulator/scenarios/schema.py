@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulator.faults import FAULT_KEYS, FaultRule
+from emulator.faults.rules import FAULT_KEYS, FaultRule
+from emulator.protocols.registry import PROTOCOLS
 from emulator.ratelimit import RATE_LIMIT_KEYS, RateLimits
 from emulator.scenarios.actions import Action
 from emulator.scenarios.matchers import Condition
 from emulator.scenarios.problems import Pos
+from emulator.scenarios.textmatch import TextKind
 from emulator.timing import CHUNK_UNITS, JITTER_KINDS, JITTER_PARAMS, TIMING_KEYS, TimingSpec
 
 # Allowed keys per kind of mapping. The names are the `$defs` of emulator/data/scenario.schema.json.
@@ -64,7 +66,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "fault": FAULT_KEYS,
     "rateLimits": RATE_LIMIT_KEYS,
 }
-TEXT_KINDS = ("equals", "contains", "starts_with", "ends_with", "regex")
+TEXT_KINDS: tuple[TextKind, ...] = ("equals", "contains", "starts_with", "ends_with", "regex")
 ANSWERS = ("reply", "fail", "sequence")  # a rule has one of these …
 ACTIONS = (*ANSWERS, "fault")  # … or only a fault (its reply is then generated)
 
@@ -72,7 +74,7 @@ ACTIONS = (*ANSWERS, "fault")  # … or only a fault (its reply is then generate
 FALLBACKS = ("generate", "error")
 GENERATED_TOOL_CALLS = ("forced", "auto")  # settings.generate.tool_calls: only when the request forces one, or also
 # the tools the user's words mention under tool_choice auto
-ENDPOINTS = ("chat", "responses", "messages")
+ENDPOINTS = PROTOCOLS  # `endpoint:` names a protocol (emulator/protocols/registry.py)
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 THEN_MODES = ("repeat_last", "cycle")
 PRESENCE = ("absent", "present")  # tool_result and header values

@@ -56,10 +56,6 @@ def pos_of(node: Node) -> Pos:
     return Pos(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def position_of(value: Any, fallback: Pos) -> Pos:
-    return value.pos if isinstance(value, YMap | YList) else fallback
-
-
 def to_plain(value: Any) -> Any:
     """Drop the position bookkeeping: YMap → dict, YList → list, recursively."""
     if isinstance(value, dict):
@@ -169,6 +165,7 @@ class _Builder:
                 items.append(self.build(child))
                 items.item_pos.append(pos_of(child))
             return items
+        assert isinstance(node, ScalarNode)
         return self._scalar(node)
 
     def _scalar(self, node: ScalarNode) -> Any:

@@ -1,0 +1,1 @@
+"""The command line: `tokenhub-emulator serve | validate | init | journal | record | report`."""

@@ -1,0 +1,1 @@
+"""The /_emulator/ control API: scenarios, state, the journal, faults and the report, its OpenAPI document."""

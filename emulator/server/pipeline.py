@@ -1,0 +1,297 @@
+"""The one pipeline every protocol's create endpoint runs: auth → body → parse (and the x-emulator-* headers) →
+rate limits → faults → scenario engine → shape → JSON or SSE, delivered on the request's timing plan.
+
+What a fault does is asked of its kind (emulator/faults/kinds.py); what differs by protocol is asked of the
+adapter (emulator/protocols/base.py). The journal entry, when there is one, is handed in by the front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from emulator import json_steps
+from emulator.errors import ApiError
+from emulator.exchange import Exchange, Failure, Reply
+from emulator.faults.kinds import Hangup
+from emulator.faults.rules import FaultRule, Who
+from emulator.http import json_response, json_text_response, read_json
+from emulator.journal import Entry, elapsed_ms
+from emulator.protocols.base import Adapter
+from emulator.ratelimit import Admission, Limiter
+from emulator.scenarios.actions import Decision
+from emulator.scenarios.regexes import MoveOffLoop, matching
+from emulator.server.delivery import Delivery
+from emulator.server.runtime import Runtime
+from emulator.server.transport import refusal_of
+from emulator.shaping import Shaped, shape
+from emulator.sse import SSE_HEADERS, encode
+from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
+from emulator.tokens import count_messages
+
+SHUTTING_DOWN = "The server is shutting down; retry the request."
+ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
+OFF_LOOP_BYTES = 256 * 1024  # a request body this large is read and matched in a worker thread
+
+
+def note_asked(entry: Entry, body: Any) -> None:
+    """The model and stream flag a request's body names, for a journal entry that never got an Exchange."""
+    if isinstance(body, dict):
+        model, stream = body.get("model"), body.get("stream")
+        entry.model = model if isinstance(model, str) else None
+        entry.stream = stream is True
+
+
+def error_response(runtime: Runtime, adapter: Adapter, failure: Failure, entry: Entry | None = None) -> Response:
+    body = adapter.error_body(failure, runtime.context, entry.request_id if entry is not None else None)
+    if entry is not None:
+        entry.error = dict(body)
+        entry.rule = entry.rule or failure.rule
+    return json_response(body, failure.status, adapter.error_headers(failure))
+
+
+async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: Entry | None) -> ASGIApp:
+    """The request → a Response, or a Delivery on the timing plan."""
+    context = runtime.context
+    size = 0
+    body: Any = None
+
+    def keep(raw: bytes | bytearray, value: Any, is_json: bool) -> None:
+        nonlocal size
+        size = len(raw)
+        if entry is not None:
+            runtime.journal.keep_body(entry, raw, value, is_json)
+
+    try:
+        key = adapter.authenticate(request, context)
+        body = await read_json(request, runtime.settings.max_body_bytes, keep)
+        large = size > OFF_LOOP_BYTES or adapter.long_read(body)
+        if large:  # read, matched and shaped in a worker thread: the Python part of the work stalls no one
+            exchange, options = await asyncio.to_thread(adapter.parse, body, request, key, context)
+        else:
+            exchange, options = adapter.parse(body, request, key, context)
+        asked_timing = timing_from_headers(exchange.headers)
+        asked_fault = runtime.faults.from_header(exchange.headers)
+    except ApiError as exc:
+        if entry is not None:
+            entry.action = "rejected"
+            note_asked(entry, body)
+        if size > OFF_LOOP_BYTES and isinstance(body, dict | list):  # millions of objects, maybe: freed in slices
+            json_steps.free_in_slices(body)
+        return error_response(runtime, adapter, exc.failure, entry)
+    except ClientDisconnect:  # the client left while sending its body (or stopped sending it): nothing to answer
+        refusal = refusal_of(request.scope)
+        if entry is not None:
+            entry.action, entry.disconnected = "rejected", refusal is None
+            if refusal is not None:
+                entry.error = {"message": refusal[1]}
+        return Response(status_code=refusal[0] if refusal is not None else 499)
+    if entry is not None:
+        entry.model, entry.stream = exchange.model, exchange.stream
+    call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=large)
+    limiter = runtime.limiter()
+    if limiter is None:
+        return await call.answer()
+    prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
+    admission = limiter.admit(exchange, prompt, adapter.limit_headers)
+    if admission.refusal is not None:
+        call.note("rate_limited", f"rate limit ({admission.reason})")
+        return error_response(runtime, adapter, admission.refusal, entry)
+    call.limits = (limiter, admission)
+    try:
+        response = await call.answer()
+    except BaseException:
+        limiter.release(admission)
+        raise
+    return Finally(response, lambda: limiter.release(admission))
+
+
+@dataclass(slots=True)
+class Call:
+    """One parsed request on its way to an answer: faults first, then the engine, then the timing plan."""
+
+    runtime: Runtime
+    adapter: Adapter
+    exchange: Exchange
+    options: Any
+    entry: Entry | None
+    asked_timing: TimingSpec | None
+    asked_fault: FaultRule | None
+    large: bool = False  # a body this large is matched in a worker thread from the start
+    limits: tuple[Limiter, Admission] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.limits[1].headers if self.limits else {}
+
+    def note(self, action: str, fault: str | None = None) -> None:
+        if self.entry is not None:
+            self.entry.action = action
+            if fault is not None:
+                self.entry.fault = fault
+                self.runtime.faults.record(self.entry.id, fault)
+
+    async def answer(self) -> ASGIApp:
+        runtime, exchange, entry = self.runtime, self.exchange, self.entry
+        faults, background = runtime.faults, runtime.engine.settings.faults
+        fault = who = None
+        if self.asked_fault is not None or faults.runtime or background:  # else there is nothing to count or draw
+            who = Who.of(exchange)
+            fault = faults.before_reply(self.asked_fault, who, background)
+            if fault is not None and not fault.fault.spec.needs_reply:
+                return self.fault_response(fault)
+        budget = runtime.settings.match_budget_ms / 1000
+        shaped: Shaped | None = None
+        try:
+            if self.large:
+                raise MoveOffLoop
+            engine = runtime.engine
+            if engine.matches_with_regex:
+                with matching(budget, ON_LOOP_S):
+                    decision = engine.decide(exchange)
+            else:  # nothing to time: without a regex, matching a request that is not large is short
+                decision = engine.decide(exchange)
+        except MoveOffLoop:  # long texts, or slow matching: the whole of it again, where it stalls no one
+            decision, shaped = await asyncio.to_thread(self.decide_within, budget)
+        outcome = decision.outcome
+        if entry is not None:
+            entry.rule = outcome.rule
+            entry.action = "fail" if isinstance(outcome, Failure) else ("reply" if outcome.rule else "generated")
+            if decision.misses:
+                entry.misses = [asdict(miss) for miss in decision.misses]
+        if fault is None and decision.fault is not None:
+            fault = faults.pick([decision.fault], who or Who.of(exchange))
+            if fault is not None and not fault.fault.spec.needs_reply:
+                return self.fault_response(fault)
+        if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
+            return self.failure_response(outcome, fault if fault and fault.fault.spec.delays_errors else None)
+        if fault is not None:
+            self.note("fault", fault.fault.label)
+        timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
+        plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
+        if shaped is None:
+            shaped = shape(outcome, exchange)
+        if plan.chunk is not None:
+            shaped.chunker = plan.chunk.split
+        headers = self.headers
+        if self.limits is not None:
+            limiter, admission = self.limits
+            headers = limiter.charge(admission, shaped.usage.completion_tokens, self.adapter.limit_headers)
+        if exchange.stream:
+            return self.stream_response(shaped, plan, headers, fault)
+        return self.json_response(shaped, plan, headers, fault)
+
+    def decide_within(self, budget: float) -> tuple[Decision, Shaped | None]:
+        """The engine's decision in a worker thread, with the whole matching budget; a reply shaped there too
+        (its token counts are the other long part)."""
+        with matching(budget):
+            decision = self.runtime.engine.decide(self.exchange)
+        outcome = decision.outcome
+        return decision, shape(outcome, self.exchange) if isinstance(outcome, Reply) else None
+
+    def stream_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
+        adapter, context = self.adapter, self.runtime.context
+        events = adapter.events(shaped, self.exchange, self.options)
+        if fault is not None and fault.fault.spec.applies == "stream":
+            parts, ending = fault.fault.spec.broken(
+                fault.fault,
+                plan.schedule(events),
+                lambda failure: adapter.error_event(failure, context),
+                adapter.overload_status,
+            )
+        elif plan.instant:  # every event at once: no schedule to work out
+            parts, ending = ((encode(event), 0.0) for event in events), "complete"
+        else:
+            parts, ending = ((encode(event), at) for event, at in plan.schedule(events)), "complete"
+        return Delivery(
+            200,
+            {**SSE_HEADERS, **headers},
+            parts,
+            delay=_delay_s(fault),
+            ending=ending,
+            chunked=True,
+            on_done=self.on_stream_done,
+            on_write=self.on_stream_write,
+        )
+
+    def json_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
+        response = json_text_response(self.adapter.render_json(shaped, self.exchange, self.options), headers=headers)
+        delay = _delay_s(fault)
+        cut = fault.fault.spec.cut_at(fault.fault, len(response.body)) if fault is not None else None
+        if cut is not None:
+            return Delivery.of(response, delay=delay, cut=cut, on_done=self.on_stream_done)
+        delay += plan.latency_ms / 1000
+        return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
+
+    def on_stream_write(self) -> None:
+        """A chunk the pump wrote past the middleware: the journal times it as its middleware would."""
+        entry = self.entry
+        if entry is not None:
+            now = elapsed_ms(entry)
+            if entry.first_byte_ms is None:
+                entry.first_byte_ms = now
+            entry.chunk_times_ms.append(now)
+
+    def on_stream_done(self, client_left: bool) -> None:
+        if client_left and self.entry is not None:
+            self.entry.disconnected = True
+
+    def failure_response(self, failure: Failure, waiting: FaultRule | None) -> ASGIApp:
+        runtime, entry = self.runtime, self.entry
+        if waiting is not None:
+            self.note("fault", waiting.fault.label)
+        if self.headers:
+            failure = replace(failure, headers={**self.headers, **failure.headers})
+        response = error_response(runtime, self.adapter, failure, entry)
+        delay = _delay_s(waiting)
+        return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
+
+    def fault_response(self, rule: FaultRule) -> ASGIApp:
+        """A fault that replaces the answer: an HTTP error, or a connection that breaks instead."""
+        self.note("fault", rule.fault.label)
+        replacement = rule.fault.spec.replacement(rule.fault, self.headers, self.adapter.limit_headers)
+        if isinstance(replacement, Failure):
+            return error_response(self.runtime, self.adapter, replacement, self.entry)
+        return self.hangup(replacement)
+
+    def hangup(self, hangup: Hangup) -> Delivery:
+        """No status line: silence for `wait_s` (if the server stops meanwhile, a 503 in the protocol's envelope
+        instead), then the connection closed or reset."""
+        stopping = None
+        if hangup.wait_s:
+            stopping = error_response(self.runtime, self.adapter, Failure(status=503, message=SHUTTING_DOWN))
+        return Delivery(
+            0,
+            {},
+            (),
+            delay=hangup.wait_s,
+            send_headers=False,
+            ending=hangup.ending,
+            on_done=self.on_stream_done,
+            drained=stopping,
+        )
+
+
+def _delay_s(fault: FaultRule | None) -> float:
+    """The wait before the headers the fault asks for (a `latency`)."""
+    return fault.fault.spec.delay_s(fault.fault) if fault is not None else 0.0
+
+
+class Finally:
+    """A response that runs `callback` once it has been sent (or abandoned)."""
+
+    def __init__(self, response: ASGIApp, callback: Callable[[], None]) -> None:
+        self.response = response
+        self.callback = callback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            self.callback()
