@@ -764,6 +764,17 @@ class ResponsesAdapter(Adapter):
     def authenticate(self, request: Request, context: Context) -> str:
         return bearer_key(request, context.allowed_keys)
 
+    def continues(self, body: Any) -> tuple[str, str] | None:
+        previous = body.get("previous_response_id") if isinstance(body, dict) else None
+        return ("responses", previous) if isinstance(previous, str) else None
+
+    def holds(self, key: str) -> bool:
+        return self.store.get(key) is not None
+
+    def adopt(self, record: Mapping[str, Any], continued: bool = False) -> None:
+        previous = self.store.get(record["previous"]) if record.get("previous") else None
+        self.store.put(record["body"], record["new_input"], previous, record.get("test_id", ""))
+
     def long_read(self, body: Any) -> bool:
         previous = body.get("previous_response_id") if isinstance(body, dict) else None
         stored = self.store.get(previous) if isinstance(previous, str) else None
