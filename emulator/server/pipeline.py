@@ -119,9 +119,38 @@ async def _answer(runtime: Runtime, adapter: Adapter, request: Request, entry: E
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
     call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=large)
+    if runtime.shared is None:
+        return await _admitted(runtime, adapter, call)
+    return await _with_shared_state(runtime.shared, adapter, call)
+
+
+async def _with_shared_state(shared: RedisState, adapter: Adapter, call: Call) -> ASGIApp:
+    """The answer when state is shared: again from the rate limits on, should this worker turn out to be behind
+    the shared scenarios and faults; the conversation turns it stored written before the reply goes out."""
+    turns: list[Record] = []
+    kept = kept_turns.set(turns)
+    try:
+        for _ in range(SYNC_TRIES):
+            try:
+                response = await _admitted(call.runtime, adapter, call)
+            except Stale:  # scenarios or faults changed on another worker: this one catches up, then again
+                turns.clear()
+                call.limits = None
+                await shared.sync(call.runtime)
+                continue
+            await share(shared, turns)  # the next turn of the chain may go to another replica
+            return response
+    finally:
+        kept_turns.reset(kept)
+    raise StateUnavailable("The emulator's shared state kept changing while this request was answered")
+
+
+async def _admitted(runtime: Runtime, adapter: Adapter, call: Call) -> ASGIApp:
+    """The rate limits' word, then the answer."""
     limiter = runtime.limiter()
     if limiter is None:
         return await call.answer()
+    exchange, entry = call.exchange, call.entry
     prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
     shared = runtime.shared
     if shared is None:
@@ -173,26 +202,6 @@ class Call:
                 self.runtime.faults.record(self.entry.id, fault)
 
     async def answer(self) -> ASGIApp:
-        shared = self.runtime.shared
-        if shared is None:
-            return await self.answer_once()
-        turns: list[Record] = []
-        kept = kept_turns.set(turns)
-        try:
-            for _ in range(SYNC_TRIES):
-                try:
-                    response = await self.answer_once()
-                except Stale:  # scenarios or faults changed on another worker: this one catches up, then again
-                    turns.clear()
-                    await shared.sync(self.runtime)
-                    continue
-                await share(shared, turns)  # before the reply goes out: the next turn may go to another replica
-                return response
-        finally:
-            kept_turns.reset(kept)
-        raise StateUnavailable("The emulator's shared state kept changing while this request was answered")
-
-    async def answer_once(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
         faults, background = runtime.faults, runtime.engine.settings.faults
         fault = who = None
@@ -200,6 +209,8 @@ class Call:
             who = Who.of(exchange)
             fault = faults.before_reply(self.asked_fault, who, background)
             if fault is not None and not fault.fault.spec.needs_reply:
+                if runtime.shared is not None:  # the faults this worker holds are still the shared ones
+                    await runtime.shared.current(runtime)
                 return self.fault_response(fault)
         budget = runtime.settings.match_budget_ms / 1000
         if runtime.shared is None:

@@ -20,10 +20,15 @@ async def fetch_continued(state: RedisState, adapter: Adapter, body: Any, test_i
         return
     store, key = wanted
     claimed = await state.mark(store, key, CONTINUED) if store == "threads" else True
-    for record in await state.chain(store, key, adapter.holds):
-        adapter.adopt(record, continued=False)
+    await fetch_chain(state, adapter, store, key)
     if not claimed:
         adapter.mark_continued(key, test_id)
+
+
+async def fetch_chain(state: RedisState, adapter: Adapter, store: str, key: str) -> None:
+    """The turns up to `key` that this process lacks, kept here (oldest first)."""
+    for record in await state.chain(store, key, adapter.holds):
+        adapter.adopt(record, continued=False)
 
 
 async def share(state: RedisState, records: list[Record]) -> None:

@@ -43,7 +43,8 @@ PREFIX = "tokenhub-emulator:"
 CHANGES_KEPT = 1000  # changes a lagging worker can catch up on one by one; further behind, it reloads everything
 SETTLE_BATCH = 256  # journal entries written in one round trip at most
 STORE_LINKS = 10_000  # turns each shared store keeps at most (and about --store-bytes bytes)
-CHAIN_STEP = 16  # turns of a chain fetched in one round trip
+CHAIN_STEP = 16
+CONNECTIONS = 32  # connections to Redis one worker opens at most (a request waits for one, up to 5 s)  # turns of a chain fetched in one round trip
 ENTRY_FIELDS = frozenset(f.name for f in fields(Entry)) - {"started", "size"}
 
 
@@ -68,14 +69,16 @@ class RedisState:
     def __init__(self, url: str, *, journal_entries: int, journal_bytes: int, store_bytes: int, ttl_s: float) -> None:
         self.url = url
         self.shown = shown_url(url)
-        self.redis = aioredis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=CONNECTIONS,
+            timeout=5.0,
             decode_responses=True,
             socket_connect_timeout=2.0,
             socket_timeout=5.0,
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-            health_check_interval=30,
         )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.journal_entries = journal_entries
         self.journal_bytes = journal_bytes
         self.store_bytes = store_bytes
@@ -202,6 +205,14 @@ class RedisState:
         version = await self._call(self.redis.get(PREFIX + "v")) or "0"
         if version != self.version:
             await self.sync(runtime)
+
+    async def current(self, runtime: Runtime) -> None:
+        """Raises Stale (having synced) when another worker changed what is shared: for an answer decided
+        without `begin` (a fault that replaces it)."""
+        version = await self._call(self.redis.get(PREFIX + "v")) or "0"
+        if version != self.version:
+            await self.sync(runtime)
+            raise Stale
 
     async def sync(self, runtime: Runtime) -> None:
         """Bring this worker's scenarios, tests' scenarios and run-time faults up to the shared version."""
@@ -355,6 +366,15 @@ class RedisState:
             if len(values) < CHAIN_STEP:
                 break
         return found[::-1]
+
+    async def forget(self, store: str, key: str) -> None:
+        """A stored turn deleted through the API: gone for every replica (its id leaves the list when evicted)."""
+        base = f"{PREFIX}{store}:"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(base + "sizes", key).hdel(base + "items", key).hdel(base + "sizes", key)
+            size, _, _ = await self._call(pipe.execute())
+        if size:
+            await self._call(self.redis.decrby(base + "bytes", int(size)))
 
     async def mark(self, store: str, key: str, field: str) -> bool:
         """Set a flag on a stored turn once; False when another worker set it first."""
