@@ -115,7 +115,8 @@ class ThreadStore(ChainedStore[_Turn]):
             {"model": "-", "max_tokens": 1, "messages": record["messages"], "system": record["system"], "tools": record["tools"]}
         )
         turn = _Turn(parts.system, parts.tools, continued)
-        self._chains.put(record["key"], tuple(parts.messages), turn, parent=parent, test_id=record["test_id"])
+        messages: tuple[Any, ...] = tuple(parts.messages)
+        self._chains.put(record["key"], messages, turn, parent=parent, test_id=record["test_id"])
 
     def holds(self, message_id: str) -> bool:
         return self._chains.get(message_id) is not None

@@ -78,7 +78,7 @@ class RedisState:
             socket_timeout=5.0,
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         )
-        self.redis = aioredis.Redis(connection_pool=pool)
+        self.redis: Any = aioredis.Redis(connection_pool=pool)  # redis-py's types say bytes | str everywhere
         self.journal_entries = journal_entries
         self.journal_bytes = journal_bytes
         self.store_bytes = store_bytes
@@ -344,7 +344,7 @@ class RedisState:
         continues on whichever replica gets its next turn."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for store, key, record in records:
-                args = [f"{PREFIX}{store}:", key, json.dumps(record, default=str), STORE_LINKS, self.store_bytes]
+                args: list[Any] = [f"{PREFIX}{store}:", key, json.dumps(record, default=str), STORE_LINKS, self.store_bytes]
                 await self._scripts["PUT"](args=args, client=pipe)
             await self._call(pipe.execute())
 
