@@ -109,7 +109,9 @@ class Replica:
 
     def load(self, text: str, test_id: str | None = None, name: str | None = None) -> httpx.Response:
         headers = {"content-type": "application/yaml", **({"x-emulator-test-id": test_id} if test_id else {})}
-        return self.http.post("/_emulator/scenarios", content=text, params={"name": name} if name else {}, headers=headers)
+        return self.http.post(
+            "/_emulator/scenarios", content=text, params={"name": name} if name else {}, headers=headers
+        )
 
     def chat(self, test_id: str = "", model: str = "glm-5", content: str = "hi") -> httpx.Response:
         body = {"model": model, "messages": [{"role": "user", "content": content}]}
@@ -151,7 +153,9 @@ def test_each_sequence_step_fires_once_across_replicas(replicas: list[Replica]) 
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(ask, range(16)))
-    assert sorted(answers) == sorted(f"step {n}" for n in range(1, 9) for _ in range(2))  # twice round, each once a round
+    assert sorted(answers) == sorted(
+        f"step {n}" for n in range(1, 9) for _ in range(2)
+    )  # twice round, each once a round
     journal = entries(second, "seq-once")
     assert len(journal) == 16 and {e["rule"] for e in journal} == {"steps"}
     assert len({e["id"] for e in journal}) == 16
@@ -177,9 +181,7 @@ def test_a_scenario_loaded_on_one_replica_answers_on_the_other_and_the_journal_l
 
 def test_fail_next_queued_on_one_replica_fails_the_next_request_on_the_other(replicas: list[Replica]) -> None:
     first, second = replicas
-    first.http.post(
-        "/_emulator/fail_next", json={"count": 1, "status": 529}, headers={"x-emulator-test-id": "failing"}
-    )
+    first.http.post("/_emulator/fail_next", json={"count": 1, "status": 529}, headers={"x-emulator-test-id": "failing"})
     failed = second.chat("failing")
     assert failed.status_code == 529
     assert first.chat("failing").status_code == 200
@@ -192,7 +194,9 @@ def test_a_responses_chain_continues_on_the_other_replica(replicas: list[Replica
     second = clients[1].responses.create(model="glm-5", input="What is my name?", previous_response_id=first.id)
     third = clients[0].responses.create(model="glm-5", input="And again?", previous_response_id=second.id)
     items = clients[1].responses.input_items.list(third.id)
-    texts = [part.text for item in items.data if item.type == "message" for part in item.content if hasattr(part, "text")]
+    texts = [
+        part.text for item in items.data if item.type == "message" for part in item.content if hasattr(part, "text")
+    ]
     assert "And again?" in texts
     assert clients[1].responses.retrieve(first.id).id == first.id
 
@@ -203,12 +207,21 @@ def test_an_anthropic_thread_continues_on_the_other_replica_once(replicas: list[
     created = first.http.post(
         "/v1/messages",
         headers=headers,
-        json={"model": "glm-5", "max_tokens": 50, "system": "Be brief.", "thread": {"type": "create"},
-              "messages": [{"role": "user", "content": "Remember the word kiwi."}]},
+        json={
+            "model": "glm-5",
+            "max_tokens": 50,
+            "system": "Be brief.",
+            "thread": {"type": "create"},
+            "messages": [{"role": "user", "content": "Remember the word kiwi."}],
+        },
     )
     assert created.status_code == 200, created.text
-    turn = {"model": "glm-5", "max_tokens": 50, "messages": [{"role": "user", "content": "Which word?"}],
-            "thread": {"type": "continue", "previous_message_id": created.json()["id"]}}
+    turn = {
+        "model": "glm-5",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "Which word?"}],
+        "thread": {"type": "continue", "previous_message_id": created.json()["id"]},
+    }
     continued = second.http.post("/v1/messages", headers=headers, json=turn)
     assert continued.status_code == 200, continued.text
     again = first.http.post("/v1/messages", headers=headers, json=turn)
@@ -236,7 +249,11 @@ def test_run_time_faults_switched_on_one_replica_fire_on_the_other(replicas: lis
         assert second.chat("faulted").status_code == 503
         assert second.control("GET", "/faults")["data"][0]["id"] == fault.json()["id"]
         report = first.control("GET", "/report", "faulted")
-        assert report["requests"] == 1 and list(report["faults"]) and report["faults"][next(iter(report["faults"]))]["seen"] == 1
+        assert (
+            report["requests"] == 1
+            and list(report["faults"])
+            and report["faults"][next(iter(report["faults"]))]["seen"] == 1
+        )
     finally:
         second.control("DELETE", "/faults")
     assert first.chat("faulted").status_code == 200
@@ -332,7 +349,9 @@ def test_workers_share_one_port_and_one_state_and_stop_with_their_embedded_redis
     try:
         assert server.load(SEQUENCE, "workers").status_code == 201
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: server.chat("workers").json()["choices"][0]["message"]["content"], range(8)))
+            answers = list(
+                pool.map(lambda _: server.chat("workers").json()["choices"][0]["message"]["content"], range(8))
+            )
         assert sorted(answers) == [f"step {n}" for n in range(1, 9)]
         pids = {e["headers"].get("x-emulator-test-id") for e in entries(server, "workers")}
         assert pids == {"workers"}

@@ -156,7 +156,10 @@ class Workers:
                     )
                     self.stop()
                     continue
-                print(f"tokenhub-emulator: worker {number} exited ({process.exitcode}); starting it again", file=sys.stderr)
+                print(
+                    f"tokenhub-emulator: worker {number} exited ({process.exitcode}); starting it again",
+                    file=sys.stderr,
+                )
                 self.start(number)
             if not self.processes:
                 return 1 if self.crashes >= CRASH_LOOP_TRIES else 0

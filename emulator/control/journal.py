@@ -44,9 +44,7 @@ async def select(
 ) -> list[Entry]:
     wanted = {"path": path, "status": status, "rule": rule, "protocol": protocol, "request_id": request_id}
     entries = [
-        e
-        for e in await recorded(runtime, test_id)
-        if all(v is None or getattr(e, k) == v for k, v in wanted.items())
+        e for e in await recorded(runtime, test_id) if all(v is None or getattr(e, k) == v for k, v in wanted.items())
     ]
     if since is not None:
         entries = [e for e in entries if e.time >= since]

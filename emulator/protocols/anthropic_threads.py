@@ -106,13 +106,23 @@ class ThreadStore(ChainedStore[_Turn]):
             parent.value.continued = True
         own = reply.messages[parent.length :] if parent is not None else reply.messages
         self._chains.put(reply.id, own, _Turn(reply.system, reply.tools), parent=parent, test_id=reply.test_id)
-        note("threads", reply.id, {"key": reply.id, "previous": continues, "test_id": reply.test_id, **_dumped(reply, own)})
+        note(
+            "threads",
+            reply.id,
+            {"key": reply.id, "previous": continues, "test_id": reply.test_id, **_dumped(reply, own)},
+        )
 
     def adopt(self, record: Mapping[str, Any], continued: bool) -> None:
         """A turn another replica kept (emulator/state/records.py), validated again as a request's parts."""
         parent = self._chains.get(record["previous"], record["test_id"]) if record.get("previous") else None
         parts = m.MessagesRequest.model_validate(
-            {"model": "-", "max_tokens": 1, "messages": record["messages"], "system": record["system"], "tools": record["tools"]}
+            {
+                "model": "-",
+                "max_tokens": 1,
+                "messages": record["messages"],
+                "system": record["system"],
+                "tools": record["tools"],
+            }
         )
         turn = _Turn(parts.system, parts.tools, continued)
         messages: tuple[Any, ...] = tuple(parts.messages)

@@ -244,7 +244,9 @@ class Call:
             if runtime.shared is None:
                 headers = limiter.charge(admission, completion, self.adapter.limit_headers)
             elif limiter.limits.tokens:
-                headers = await shared_limits.charge(runtime.shared, limiter, admission, completion, self.adapter.limit_headers)
+                headers = await shared_limits.charge(
+                    runtime.shared, limiter, admission, completion, self.adapter.limit_headers
+                )
         if exchange.stream:
             return self.stream_response(shaped, plan, headers, fault)
         return self.json_response(shaped, plan, headers, fault)
@@ -277,7 +279,9 @@ class Call:
             if begun.failure is not None:
                 return Decision(begun.failure), None
             while need is not None:
-                counts[need.slot] = begun.count if not counts and begun.count is not None else await shared.count(*need.slot)
+                counts[need.slot] = (
+                    begun.count if not counts and begun.count is not None else await shared.count(*need.slot)
+                )
                 try:
                     decided, need = await self.decide(budget), None
                 except CountNeeded as needed:

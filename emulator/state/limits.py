@@ -30,7 +30,9 @@ def _buckets(limiter: Limiter, answer: list[str]) -> tuple[Bucket | None, Bucket
     return requests, tokens
 
 
-async def admit(state: RedisState, limiter: Limiter, exchange: Exchange, prompt: int, family: LimitHeaders) -> Admission:
+async def admit(
+    state: RedisState, limiter: Limiter, exchange: Exchange, prompt: int, family: LimitHeaders
+) -> Admission:
     key = limiter._key(exchange)
     limits = limiter.limits
     answer = await state.take(_bucket_key(key), "admit", limits.window_s, _limits(limiter), prompt)

@@ -344,7 +344,13 @@ class RedisState:
         continues on whichever replica gets its next turn."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for store, key, record in records:
-                args: list[Any] = [f"{PREFIX}{store}:", key, json.dumps(record, default=str), STORE_LINKS, self.store_bytes]
+                args: list[Any] = [
+                    f"{PREFIX}{store}:",
+                    key,
+                    json.dumps(record, default=str),
+                    STORE_LINKS,
+                    self.store_bytes,
+                ]
                 await self._scripts["PUT"](args=args, client=pipe)
             await self._call(pipe.execute())
 
@@ -426,7 +432,9 @@ def _rebuilt(sources: list[dict[str, str]]) -> list[Scenario]:
             else:
                 scenario = load_scenario_file(source["path"])
         except (ScenarioError, OSError) as error:
-            log.error("a shared scenario cannot be read here (%s): %s", source.get("path") or source.get("label"), error)
+            log.error(
+                "a shared scenario cannot be read here (%s): %s", source.get("path") or source.get("label"), error
+            )
             continue
         scenarios.append(scenario)
     return scenarios
