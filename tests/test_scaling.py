@@ -367,6 +367,28 @@ def test_workers_share_one_port_and_one_state_and_stop_with_their_embedded_redis
             os.kill(int(pid), 0)
 
 
+def test_workers_and_their_redis_go_when_the_parent_is_killed() -> None:
+    server = Replica("--workers", "2")
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 3  # two workers and redis-server (and multiprocessing's resource tracker)
+    server.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    left = children
+    while left and time.monotonic() < deadline:  # the kernel's SIGTERM (PR_SET_PDEATHSIG) reaches each child
+        left = [pid for pid in left if _alive(int(pid))]
+        time.sleep(0.05)
+    assert left == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return " Z " not in stat  # a zombie has exited
+
+
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENHUB_EMULATOR_")}
     return subprocess.run(

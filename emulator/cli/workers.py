@@ -107,9 +107,11 @@ class EmbeddedRedis:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def worker_main(settings: Settings, sock: socket.socket, number: int) -> None:
+def worker_main(settings: Settings, sock: socket.socket, number: int, parent: int) -> None:
     """One worker: a whole server on the parent's socket, stopped with the parent."""
     die_with_parent()
+    if os.getppid() != parent:  # the parent died before the kernel was asked to say so
+        sys.exit(1)
     from emulator.cli.main import serve_on
 
     sys.exit(serve_on(settings, sock, announce=False, worker=number))
@@ -126,7 +128,9 @@ class Workers:
 
     def start(self, number: int) -> None:
         process = self.context.Process(
-            target=worker_main, args=(self.settings, self.sock, number), name=f"tokenhub-emulator-worker-{number}"
+            target=worker_main,
+            args=(self.settings, self.sock, number, os.getpid()),
+            name=f"tokenhub-emulator-worker-{number}",
         )
         process.start()
         self.processes[number] = (process, time.monotonic())
