@@ -67,19 +67,6 @@ def error_response(runtime: Runtime, adapter: Adapter, failure: Failure, entry: 
 
 async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: Entry | None) -> ASGIApp:
     """The request → a Response, or a Delivery on the timing plan."""
-    if runtime.shared is None:
-        return await _answer(runtime, adapter, request, entry)
-    try:
-        return await _answer(runtime, adapter, request, entry)
-    except StateUnavailable as unavailable:  # Redis went away: a 503 the clients retry, until it is back
-        log.warning("%s", unavailable)
-        if entry is not None:
-            entry.action = "rejected"
-        failure = Failure(status=503, message=f"{unavailable}. Retry the request.", code="shared_state_unavailable")
-        return error_response(runtime, adapter, failure, entry)
-
-
-async def _answer(runtime: Runtime, adapter: Adapter, request: Request, entry: Entry | None) -> ASGIApp:
     context = runtime.context
     size = 0
     body: Any = None
@@ -116,12 +103,28 @@ async def _answer(runtime: Runtime, adapter: Adapter, request: Request, entry: E
             if refusal is not None:
                 entry.error = {"message": refusal[1]}
         return Response(status_code=refusal[0] if refusal is not None else 499)
+    except StateUnavailable as unavailable:
+        return unavailable_response(runtime, adapter, unavailable, entry)
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
     call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=large)
-    if runtime.shared is None:
-        return await _admitted(runtime, adapter, call)
-    return await _with_shared_state(runtime.shared, adapter, call)
+    if runtime.shared is not None:
+        try:
+            return await _with_shared_state(runtime.shared, adapter, call)
+        except StateUnavailable as unavailable:
+            return unavailable_response(runtime, adapter, unavailable, entry)
+    return await _admitted(runtime, adapter, call)
+
+
+def unavailable_response(
+    runtime: Runtime, adapter: Adapter, unavailable: StateUnavailable, entry: Entry | None
+) -> Response:
+    """Redis went away: a 503 in the protocol's envelope, which the clients retry, until it is back."""
+    log.warning("%s", unavailable)
+    if entry is not None:
+        entry.action = "rejected"
+    failure = Failure(status=503, message=f"{unavailable}. Retry the request.", code="shared_state_unavailable")
+    return error_response(runtime, adapter, failure, entry)
 
 
 async def _with_shared_state(shared: RedisState, adapter: Adapter, call: Call) -> ASGIApp:
