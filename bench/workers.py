@@ -7,7 +7,8 @@ Starts a redis-server of its own (unix socket) and, in turn: one process with it
 default), one process with `--state`, and `--workers N` with `--state` for each N given. Each serves
 bench/gateway.py's scenario; wrk sends the non-streaming request (32 connections) and bench/stream_timing.py's
 client opens `--streams` paced streams (`--tokens` chunks, one every `--chunk-delay-ms`). Printed per setup:
-requests/s and p99 latency, Redis commands per request (Redis's own command counts over the wrk run), and
+requests/s and p99 latency, the commands the emulator sent Redis per request (counted by MONITOR over a second,
+3-second wrk run: one script per request before its answer, the journal's batched writes after), and
 for the streams the chunks/s they were planned at, p99 lateness and incomplete streams.
 """
 
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,12 +54,29 @@ def redis_cli(sock: Path, *command: str) -> str:
     return subprocess.run(["redis-cli", "-s", str(sock), *command], capture_output=True, text=True).stdout
 
 
-def commands_processed(sock: Path) -> int:
-    """Commands Redis has run, less the INFO calls asking it."""
-    for line in redis_cli(sock, "INFO", "stats").splitlines():
-        if line.startswith("total_commands_processed:"):
-            return int(line.split(":")[1])
-    return 0
+def round_trips_per_request(sock: Path, url: str, seconds: int) -> float:
+    """Commands the emulator sent Redis per request, over a wrk run watched by MONITOR (which lists the commands
+    a script runs apart, marked `lua`: those are not round trips). A pipeline's commands count one each."""
+    monitor = subprocess.Popen(
+        ["stdbuf", "-oL", "redis-cli", "-s", str(sock), "MONITOR"], stdout=subprocess.PIPE, text=True
+    )
+    assert monitor.stdout is not None
+    monitor.stdout.readline()  # OK
+    sent = [0]
+
+    def count() -> None:  # read as it comes: MONITOR writes far more than a pipe holds
+        for line in monitor.stdout:  # type: ignore[union-attr]
+            if line[:1].isdigit() and " lua]" not in line:
+                sent[0] += 1
+
+    reader = threading.Thread(target=count)
+    reader.start()
+    load = wrk(url + "/v1/chat/completions", REQUEST, 32, seconds)
+    time.sleep(0.5)  # the journal's last batched writes
+    monitor.terminate()
+    reader.join()
+    sent = sent[0]
+    return sent / (load["rps"] * seconds)
 
 
 def start(scenario: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
@@ -102,14 +121,13 @@ def main() -> int:
             redis_cli(sock, "FLUSHALL")
             server, url = start(folder / "bench.yaml", *extra)
             wrk(url + "/v1/chat/completions", REQUEST, 32, 2)  # warm: connections, scripts, pools
-            before = commands_processed(sock)
             load = wrk(url + "/v1/chat/completions", REQUEST, 32, args.seconds)
-            per_request = (commands_processed(sock) - before - 1) / (load["rps"] * args.seconds)
+            per_request = round_trips_per_request(sock, url, 3) if "--state" in extra else 0.0
             stop(server)
             server, url = start(folder / "stream.yaml", *extra)
             paced = streams(url, args)
             stop(server)
-            rows.append((name, load, per_request if "--state" in extra else 0.0, paced))
+            rows.append((name, load, per_request, paced))
     finally:
         redis.terminate()
         redis.wait()
@@ -120,7 +138,7 @@ def main() -> int:
         f"one every {args.chunk_delay_ms:g} ms ({planned:,.0f} chunks/s planned), requests spread over 1 s"
     )
     print(
-        f"{'setup':<24} {'req/s':>8} {'p99 ms':>8} {'errors':>7} {'redis cmds/req':>15} {'chunks':>8} "
+        f"{'setup':<24} {'req/s':>8} {'p99 ms':>8} {'errors':>7} {'redis calls/req':>15} {'chunks':>8} "
         f"{'p99 late ms':>12} {'incomplete':>11}"
     )
     for name, load, per_request, paced in rows:
