@@ -259,6 +259,17 @@ def test_run_time_faults_switched_on_one_replica_fire_on_the_other(replicas: lis
     assert first.chat("faulted").status_code == 200
 
 
+def test_a_faults_first_count_holds_across_replicas(replicas: list[Replica]) -> None:
+    first, second = replicas
+    fault = first.http.post("/_emulator/faults", json={"error": 503, "first": 2, "test_id": "counted"})
+    assert fault.status_code == 201, fault.text
+    try:
+        statuses = [replicas[n % 2].chat("counted").status_code for n in range(6)]
+    finally:
+        first.control("DELETE", "/faults")
+    assert statuses == [503, 503, 200, 200, 200, 200]
+
+
 # ---------------------------------------------------------------- Redis going away
 
 

@@ -34,6 +34,7 @@ from emulator.server.runtime import Runtime
 from emulator.server.transport import refusal_of
 from emulator.shaping import Shaped, shape
 from emulator.sse import SSE_HEADERS, encode
+from emulator.state import faults as shared_faults
 from emulator.state import limits as shared_limits
 from emulator.state.conversations import fetch_continued, share
 from emulator.state.counters import CountNeeded, Slot, given_counts
@@ -210,7 +211,11 @@ class Call:
         fault = who = None
         if self.asked_fault is not None or faults.runtime or background:  # else there is nothing to count or draw
             who = Who.of(exchange)
-            fault = faults.before_reply(self.asked_fault, who, background)
+            if runtime.shared is None:
+                fault = faults.before_reply(self.asked_fault, who, background)
+            else:
+                candidates = [self.asked_fault, *faults.runtime.values(), *background]
+                fault = await shared_faults.pick(runtime.shared, faults, candidates, who)
             if fault is not None and not fault.fault.spec.needs_reply:
                 if runtime.shared is not None:  # the faults this worker holds are still the shared ones
                     await runtime.shared.current(runtime)
@@ -227,7 +232,11 @@ class Call:
             if decision.misses:
                 entry.misses = [asdict(miss) for miss in decision.misses]
         if fault is None and decision.fault is not None:
-            fault = faults.pick([decision.fault], who or Who.of(exchange))
+            who = who or Who.of(exchange)
+            if runtime.shared is None:
+                fault = faults.pick([decision.fault], who)
+            else:
+                fault = await shared_faults.pick(runtime.shared, faults, [decision.fault], who)
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
         if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies

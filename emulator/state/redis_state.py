@@ -233,6 +233,9 @@ class RedisState:
             await self._load_overlay(runtime, test_id)
         if everything or "f" in scopes:
             await self._load_faults(runtime)
+        if known < 0:  # a fault's `window` counts from when the shared state was first served (or last reset)
+            seconds, micros = await self._call(self.redis.time())
+            await self._call(self.redis.set(PREFIX + "fstart", f"{seconds + micros / 1e6}", nx=True))
         self.version = version
 
     async def _keys(self, pattern: str) -> list[str]:
@@ -293,12 +296,11 @@ class RedisState:
     async def reset(self, test_id: str | None) -> None:
         """Sequence counters, queued failures, a test's own scenarios, the journal, the stores: of one test id or all."""
         if test_id is None:
-            for pattern in ("seq:*", "fail:*", "src:t:*", "rl:*"):
+            for pattern in ("seq:*", "fail:*", "src:t:*", "rl:*", "fc:*", "fstart"):
                 await self._delete(PREFIX + pattern)
         else:
-            await self._call(
-                self.redis.delete(f"{PREFIX}seq:{test_id}", f"{PREFIX}fail:{test_id}", f"{PREFIX}src:t:{test_id}")
-            )
+            keys = [f"{PREFIX}{kind}:{test_id}" for kind in ("seq", "fail", "src:t", "fc")]
+            await self._call(self.redis.delete(*keys))
         await self.clear_journal(test_id)
         for store in SHARED_STORES:
             await self._call(self._scripts["CLEAR"](args=[f"{PREFIX}{store}:", test_id or ""]))
@@ -383,6 +385,14 @@ class RedisState:
     async def flagged(self, store: str, key: str, field: str) -> bool:
         return bool(await self._call(self.redis.hexists(f"{PREFIX}{store}:flags:{key}", field)))
 
+    # ------------------------------------------------------------ fault counters
+
+    async def count_faults(self, test_id: str, fault_ids: list[str]) -> tuple[float, list[int]]:
+        """Counts this call for each fault (one round trip); the seconds since counting started, and each
+        fault's count before this call."""
+        answer = await self._script("FAULTS", test_id, self.ttl_s, *fault_ids)
+        return float(answer[0]), [int(count) for count in answer[1:]]
+
     # ------------------------------------------------------------ rate limits
 
     async def take(self, bucket: str, what: str, window_s: float, limits: tuple[int, int, int], tokens: int) -> Any:
@@ -390,7 +400,7 @@ class RedisState:
         return await self._script("TAKE", bucket, what, window_s, requests, token_limit, tokens, concurrency)
 
 
-SCRIPT_NAMES = ("BEGIN", "SETTLE", "PUT", "CLEAR", "CHAIN", "CHANGED", "TAKE")
+SCRIPT_NAMES = ("BEGIN", "SETTLE", "PUT", "CLEAR", "CHAIN", "CHANGED", "TAKE", "FAULTS")
 SHARED_STORES = ("responses", "threads")
 
 

@@ -197,3 +197,21 @@ end
 redis.call('EXPIRE', key, math.ceil(window) + 3600)
 return {reason, levels[1] and tostring(levels[1]) or '', levels[2] and tostring(levels[2]) or '', tostring(now)}
 """
+
+# Fault counters, per test id and fault, and the seconds since the shared state started counting (a fault's
+# `window`), on Redis's clock. ARGV: prefix, test id, test-state ttl (s), then the ids of the faults that apply.
+# → {elapsed (s, as text), then each fault's count before this call}
+FAULTS = """
+local p = ARGV[1]
+local key = p .. 'fc:' .. ARGV[2]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+redis.call('SET', p .. 'fstart', tostring(now), 'NX')
+local out = {tostring(now - tonumber(redis.call('GET', p .. 'fstart')))}
+if redis.call('HLEN', key) > 4096 then redis.call('DEL', key) end
+for i = 4, #ARGV do
+  table.insert(out, redis.call('HINCRBY', key, ARGV[i], 1) - 1)
+end
+if ARGV[2] ~= '' and tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', key, ARGV[3]) end
+return out
+"""
