@@ -73,7 +73,11 @@ class EmbeddedRedis:
             "--loglevel", "warning",
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,
+            start_new_session=True,  # Ctrl-C reaches the workers, which finish their answers; Redis stops after them
         )
 
     @property
