@@ -352,6 +352,26 @@ def test_a_scripted_request_costs_one_round_trip(redis: Redis) -> None:
     assert many < 40 + 40 // 2  # one each before the answer; the journal's finishing writes go many at a time
 
 
+def test_stored_turns_stay_within_their_caps_in_redis(redis: Redis) -> None:
+    from emulator.state.redis_state import PREFIX, RedisState
+
+    async def run() -> tuple[int, int, list[str]]:
+        state = RedisState(redis.url.replace("db=0", "db=5"), journal_entries=10, journal_bytes=10_000,
+                           store_bytes=2_000, ttl_s=60)  # fmt: skip
+        await state.redis.flushdb()
+        for n in range(10):
+            await state.put_records([("responses", f"resp_{n}", {"key": f"resp_{n}", "text": "x" * 400})])
+        base = f"{PREFIX}responses:"
+        kept = await state.redis.lrange(base + "ids", 0, -1)
+        size = int(await state.redis.get(base + "bytes"))
+        items = await state.redis.hlen(base + "items")
+        await state.close()
+        return size, items, kept
+
+    size, items, kept = asyncio.run(run())
+    assert size <= 2_000 and items == len(kept) == 4 and kept[-1] == "resp_9"  # the newest kept, the oldest out
+
+
 # ---------------------------------------------------------------- workers and the command line
 
 
@@ -370,8 +390,14 @@ def test_workers_share_one_port_and_one_state_and_stop_with_their_embedded_redis
             ["pgrep", "-P", str(server.process.pid), "redis-server"], capture_output=True, text=True
         ).stdout.split()
         assert len(redis_pids) == 1
+        workers = [pid for pid in _children(server.process.pid) if pid not in redis_pids]
+        folders = {_environment(int(pid)).get("PROMETHEUS_MULTIPROC_DIR") for pid in workers} - {None}
+        assert len(folders) == 1  # one metrics folder for every worker (prometheus_client's multi-process mode)
+        (folder,) = folders
+        assert Path(folder).is_dir()
     finally:
         assert server.stop() == 0
+    assert not Path(folder).exists()  # made for this server, removed with it
     assert subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True).returncode == 1
     for pid in redis_pids:
         with pytest.raises(ProcessLookupError):
@@ -380,7 +406,7 @@ def test_workers_share_one_port_and_one_state_and_stop_with_their_embedded_redis
 
 def test_workers_and_their_redis_go_when_the_parent_is_killed() -> None:
     server = Replica("--workers", "2")
-    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    children = _children(server.process.pid)
     assert len(children) >= 3  # two workers and redis-server (and multiprocessing's resource tracker)
     server.stop(signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -389,6 +415,15 @@ def test_workers_and_their_redis_go_when_the_parent_is_killed() -> None:
         left = [pid for pid in left if _alive(int(pid))]
         time.sleep(0.05)
     assert left == []
+
+
+def _children(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
+def _environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if b"=" in item)
 
 
 def _alive(pid: int) -> bool:
