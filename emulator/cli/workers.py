@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
@@ -145,9 +146,10 @@ class Workers:
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
 
-    def run(self) -> int:
+    def run(self, on_started: Callable[[], None]) -> int:
         for number in range(self.settings.workers):
             self.start(number)
+        on_started()
         while True:
             for number, (process, started) in list(self.processes.items()):
                 process.join(0.1 / max(1, len(self.processes)))
@@ -178,8 +180,9 @@ class Workers:
                         process.kill()
 
 
-def serve_workers(settings: Settings, sock: socket.socket, announce: object) -> int:
-    """Run `settings.workers` workers on `sock` (announce(url_note) prints the first lines once they start)."""
+def serve_workers(settings: Settings, sock: socket.socket, announce: Callable[[str | None], None]) -> int:
+    """Run `settings.workers` workers on `sock`; `announce` prints the first lines once they are started (it is
+    told "embedded Redis" when this started one)."""
     redis: EmbeddedRedis | None = None
     multiproc_dir: str | None = None
     try:
@@ -200,9 +203,7 @@ def serve_workers(settings: Settings, sock: socket.socket, announce: object) -> 
         workers = Workers(settings, sock)
         signal.signal(signal.SIGTERM, workers.stop)
         signal.signal(signal.SIGINT, workers.stop)
-        if callable(announce):
-            announce("embedded Redis" if redis is not None else None)
-        return workers.run()
+        return workers.run(lambda: announce("embedded Redis" if redis is not None else None))
     finally:
         if redis is not None:
             redis.stop()
