@@ -52,6 +52,8 @@ class Settings:
     test_state_ttl_s: float = 3600.0  # a test id's own state (scenarios, sequences, queued failures) idle this
     # long is forgotten
     shutdown_grace_s: float = 5.0  # how long open answers get to end when the server stops
+    state: str | None = None  # where state shared by workers and replicas lives (a redis:// URL); None: memory
+    workers: int = 1  # processes serving one port (more than one: the state is shared, emulator/state/)
 
 
 def env_name(setting: str) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from emulator import __version__
 from emulator.cli import limits as cli_limits
@@ -27,6 +29,9 @@ from emulator.config import LOG_LEVELS, Settings, env_name
 from emulator.profiles import PROFILES
 from emulator.server.request_log import LOG_FORMATS
 
+if TYPE_CHECKING:
+    from emulator.server.runtime import Runtime
+
 FALLBACKS = ("generate", "error")
 PROG = "tokenhub-emulator"
 
@@ -35,6 +40,12 @@ def _path(value: str) -> Path:
     if not value.strip():
         raise ValueError("expected a file or folder")
     return Path(value)
+
+
+def _state_url(value: str) -> str:
+    from emulator.state.url import checked_state_url
+
+    return checked_state_url(value)
 
 
 def add_log_flags(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +157,24 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         boolean=True,
         help="reload scenario files when they change; a file with errors keeps the previous version serving",
     )
+    option(
+        serve,
+        "--workers",
+        default=1,
+        check=integer(1, 1024),
+        metavar="N",
+        help="processes serving the port; more than one share their state through Redis (--state, else an "
+        "embedded redis-server)",
+    )
+    option(
+        serve,
+        "--state",
+        check=_state_url,
+        metavar="URL",
+        shown_default="in memory",
+        help="keep state shared by workers and replicas in Redis: redis://HOST:6379/0, rediss://…, "
+        "unix:///path/redis.sock?db=0",
+    )
     traffic.add_serve_flags(serve)
     cli_limits.add_serve_flags(serve)
 
@@ -198,36 +227,111 @@ def settings_from(args: argparse.Namespace) -> Settings:
         timing=traffic.timing_from_args(args),
         rate_limits=traffic.rate_limits_from_args(args),
         scenario_roots=list(args.scenario_root) if args.scenario_root else None,
+        state=args.state or None,
+        workers=args.workers,
         **cli_limits.limits_from_args(args),
     )
 
 
 def serve(settings: Settings) -> int:
-    import logging.config
+    from dataclasses import replace
 
-    from emulator.cli.banner import banner_lines, log_start
-    from emulator.scenarios import ScenarioError
-    from emulator.server.app import build_app
-    from emulator.server.listener import GracefulServer, listening_socket, server_config, steady_gc
-    from emulator.server.request_log import logging_config
-    from emulator.server.runtime import Runtime
+    from emulator.server.listener import listening_socket
 
-    log_config = logging_config(settings.log_level, settings.log_format)
-    logging.config.dictConfig(log_config)
-    try:
-        runtime = Runtime.from_settings(settings)
-    except ScenarioError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    if settings.state is not None:
+        problem = _unreachable(settings.state)
+        if problem is not None:
+            print(f"tokenhub-emulator: {problem}", file=sys.stderr)
+            return 2
+    if settings.workers == 1:
+        try:
+            sock = listening_socket(settings.host, settings.port)
+        except OSError as exc:
+            return _cannot_listen(settings, exc)
+        return serve_on(settings, sock)
+    from emulator.cli.workers import serve_workers
+
+    parent = _runtime(replace(settings, state=None))  # the scenarios checked once, before any worker starts
+    if parent is None:
         return 2
     try:
         sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
-        print(f"tokenhub-emulator: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+        return _cannot_listen(settings, exc)
+    url = _url(sock)
+
+    def announce(embedded: str | None) -> None:
+        print(f"tokenhub-emulator listening on {url}", flush=True)  # the first line: tools read the URL from it
+        state = embedded or _shown_state(settings.state)
+        print(f"{settings.workers} workers, shared state: {state}", flush=True)
+
+    return serve_workers(settings, sock, announce)
+
+
+def _unreachable(url: str) -> str | None:
+    """None when Redis at `url` answers; else one line saying why not."""
+    import asyncio
+
+    from emulator.state.redis_state import RedisState, StateUnavailable
+
+    async def ping() -> None:
+        state = RedisState(url, journal_entries=1, journal_bytes=1, store_bytes=1, ttl_s=1)
+        try:
+            await state.check()
+        finally:
+            await state.close()
+
+    try:
+        asyncio.run(ping())
+    except StateUnavailable as error:
+        return f"cannot reach the shared state (--state): {str(error).partition(' is unavailable: ')[2] or error}"
+    return None
+
+
+def _shown_state(url: str | None) -> str:
+    from emulator.state.url import shown_url
+
+    return shown_url(url) if url else "in memory"
+
+
+def _cannot_listen(settings: Settings, exc: OSError) -> int:
+    print(f"tokenhub-emulator: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+    return 1
+
+
+def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
-    url = f"http://{shown_host}:{port}"
+    return f"http://{shown_host}:{port}"
+
+
+def _runtime(settings: Settings) -> Runtime | None:
+    from emulator.scenarios import ScenarioError
+    from emulator.server.runtime import Runtime
+
+    try:
+        return Runtime.from_settings(settings)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def serve_on(settings: Settings, sock: socket.socket, announce: bool = True, worker: int | None = None) -> int:
+    """Serve on a bound socket: the whole server of one process (or of one of `--workers`)."""
+    import logging.config
+
+    from emulator.cli.banner import banner_lines, log_start
+    from emulator.server.app import build_app
+    from emulator.server.listener import GracefulServer, server_config, steady_gc
+    from emulator.server.request_log import logging_config
+
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
+    runtime = _runtime(settings)
+    if runtime is None:
+        return 2
+    url = _url(sock)
     app = build_app(settings, runtime)
     steady_gc()  # no collector pauses in the middle of timed streams
     # the request log (emulator/server/request_log.py) writes one line per request instead of uvicorn's access log
@@ -238,10 +342,11 @@ def serve(settings: Settings) -> int:
         server: GracefulServer = WatchingServer(config, runtime)
     else:
         server = GracefulServer(config)
-    print(f"tokenhub-emulator listening on {url}", flush=True)  # the first line: tools read the URL from it
-    if settings.log_format == "text" and logging.getLogger("tokenhub_emulator").isEnabledFor(logging.INFO):
-        print("\n".join(banner_lines(runtime, url)), flush=True)
-    log_start(runtime, url)
+    if announce:
+        print(f"tokenhub-emulator listening on {url}", flush=True)  # the first line: tools read the URL from it
+        if settings.log_format == "text" and logging.getLogger("tokenhub_emulator").isEnabledFor(logging.INFO):
+            print("\n".join(banner_lines(runtime, url)), flush=True)
+        log_start(runtime, url)
     server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
     return 0
 

@@ -99,6 +99,7 @@ async def load_scenarios(request: Request) -> Response:
     else:
         scenarios = [control_scenarios.parse_body(options["yaml"], options.get("name"), options.get("file"))]
     control_scenarios.install(runtime, test_id, scenarios, replace_all=bool(options.get("replace")))
+    await control_scenarios.shared(runtime, test_id)
     loaded = [s.name for s in scenarios]
     return json_response(
         {"loaded": loaded, "test_id": test_id, "scenarios": control_scenarios.describe(runtime, test_id)}, 201
@@ -178,6 +179,7 @@ async def remove_scenario(request: Request) -> Response:
     runtime = runtime_of(request)
     test_id = test_id_of(request)
     removed = control_scenarios.remove(runtime, test_id, request.path_params["name"])
+    await control_scenarios.shared(runtime, test_id)
     return json_response({"removed": removed, "test_id": test_id})
 
 
@@ -185,7 +187,9 @@ async def remove_scenario(request: Request) -> Response:
 async def remove_all_scenarios(request: Request) -> Response:
     runtime = runtime_of(request)
     test_id = test_id_of(request)
-    return json_response({"removed": control_scenarios.remove(runtime, test_id, None), "test_id": test_id})
+    removed = control_scenarios.remove(runtime, test_id, None)
+    await control_scenarios.shared(runtime, test_id)
+    return json_response({"removed": removed, "test_id": test_id})
 
 
 # ---------------------------------------------------------------- state
@@ -195,7 +199,10 @@ async def remove_all_scenarios(request: Request) -> Response:
 async def reset(request: Request) -> Response:
     """Sequence counters, journal, stored responses, a test's own scenarios and queued failures."""
     test_id = test_id_of(request)
-    runtime_of(request).reset(test_id)
+    runtime = runtime_of(request)
+    runtime.reset(test_id)
+    if runtime.shared is not None:
+        await runtime.shared.reset(test_id)
     return json_response({"reset": True, "test_id": test_id})
 
 
@@ -242,8 +249,12 @@ async def fail_next(request: Request) -> Response:
         headers={str(k).lower(): str(v) for k, v in headers.items()},
         rule=FAIL_NEXT_RULE,
     )
-    runtime.engine.fail_next(test_id, [failure] * count)
-    return json_response({"queued": runtime.engine.pending_failures(test_id), "test_id": test_id}, 201)
+    if runtime.shared is not None:
+        queued = await runtime.shared.fail_next(test_id, [failure] * count)
+    else:
+        runtime.engine.fail_next(test_id, [failure] * count)
+        queued = runtime.engine.pending_failures(test_id)
+    return json_response({"queued": queued, "test_id": test_id}, 201)
 
 
 def _int_between(value: Any, low: int, high: int) -> bool:
@@ -265,7 +276,7 @@ async def list_journal(request: Request) -> Response:
             code="invalid_parameter",
             param="protocol",
         )
-    entries = control_journal.select(
+    entries = await control_journal.select(
         runtime,
         test_id=test_id_of(request),
         path=query.get("path") or None,
@@ -283,7 +294,8 @@ async def list_journal(request: Request) -> Response:
 async def journal_entry(request: Request) -> Response:
     runtime = runtime_of(request)
     raw = request.path_params["entry_id"]  # its number, or the request id the client saw
-    entry = next((e for e in runtime.journal.entries() if str(e.id) == raw or e.request_id == raw), None)
+    entries = await control_journal.recorded(runtime)
+    entry = next((e for e in entries if str(e.id) == raw or e.request_id == raw), None)
     test_id = test_id_of(request)
     if entry is None or (test_id is not None and entry.test_id != test_id):
         raise ControlError(404, f"No journal entry {raw!r}.", code="entry_not_found", param="entry_id")
@@ -293,7 +305,7 @@ async def journal_entry(request: Request) -> Response:
 @control_endpoint()
 async def clear_journal(request: Request) -> Response:
     test_id = test_id_of(request)
-    runtime_of(request).journal.clear(test_id)
+    await control_journal.clear(runtime_of(request), test_id)
     return json_response({"cleared": True, "test_id": test_id})
 
 

@@ -25,6 +25,7 @@ from emulator.http import json_response, read_body
 from emulator.names import CONTROL_TOKEN_HEADER as TOKEN_HEADER
 from emulator.names import OWN_HEADERS, TEST_ID_HEADER
 from emulator.server.runtime import Runtime
+from emulator.state.redis_state import StateUnavailable
 
 log = logging.getLogger("tokenhub_emulator.control")
 
@@ -178,9 +179,14 @@ def control_endpoint(guarded: bool = True) -> Callable[[Handler], Handler]:
                 if guarded:
                     check_access(request)
                     check_browser(request)
+                shared = runtime_of(request).shared
+                if shared is not None:  # what other workers changed, before it is read or changed here
+                    await shared.refresh(runtime_of(request))
                 return await handler(request)
             except ControlError as error:
                 return error.response()
+            except StateUnavailable as error:
+                return ControlError(503, f"{error}.", code="shared_state_unavailable").response()
             except Exception:
                 log.exception("control API failed on %s %s", request.method, request.url.path)
                 failure = ControlError(500, "The control API failed unexpectedly; see the server log.", code="internal")

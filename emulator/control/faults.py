@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from emulator.control import journal as control_journal
 from emulator.control.endpoint import ControlError, by_method, control_body, control_endpoint, runtime_of, test_id_of
 from emulator.faults import report as resilience
 from emulator.faults.rules import parse_fault_json
@@ -44,11 +45,15 @@ async def add_fault(request: Request) -> Response:
         body = json.loads(raw)
     except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deeply, a 5,000-digit number
         raise ControlError(400, f"The body is not valid JSON: {error}.", code="invalid_json") from None
-    rule, problems = parse_fault_json(body, fault_id=runtime.faults.new_id())
+    shared = runtime.shared
+    fault_id = runtime.faults.new_id() if shared is None else await shared.new_fault_id()
+    rule, problems = parse_fault_json(body, fault_id=fault_id)
     if rule is None:
         message = "Invalid fault: " + "; ".join(problems)
         raise ControlError(400, message if message.endswith((".", "?")) else message + ".", code="invalid_fault")
     runtime.faults.add(rule)
+    if shared is not None:
+        await shared.add_fault(rule.id, body)
     body = rule.as_dict()
     warning = window_warning(rule.pattern.window, time.monotonic() - runtime.faults.started)
     if warning:
@@ -73,13 +78,19 @@ async def clear_faults(request: Request) -> Response:
     runtime = runtime_of(request)
     count = len(runtime.faults.runtime)
     runtime.faults.clear()
+    if runtime.shared is not None:
+        count = await runtime.shared.remove_faults(None)
     return json_response({"removed": count})
 
 
 @control_endpoint()
 async def remove_fault(request: Request) -> Response:
     fault_id = request.path_params["fault_id"]
-    if not runtime_of(request).faults.remove(fault_id):
+    runtime = runtime_of(request)
+    removed = runtime.faults.remove(fault_id)
+    if runtime.shared is not None:
+        removed = await runtime.shared.remove_faults(fault_id) > 0
+    if not removed:
         raise ControlError(404, f"No run-time fault {fault_id!r}.", code="fault_not_found", param="fault_id")
     return json_response({"removed": 1, "id": fault_id})
 
@@ -88,8 +99,11 @@ async def remove_fault(request: Request) -> Response:
 async def resilience_report(request: Request) -> Response:
     runtime = runtime_of(request)
     test_id = test_id_of(request)
-    entries = runtime.journal.entries(test_id=test_id)
-    return json_response(resilience.report(entries, runtime.faults.injected, test_id))
+    entries = await control_journal.recorded(runtime, test_id)
+    injected = runtime.faults.injected
+    if runtime.shared is not None:  # what each request was given, as its entry in the shared journal says
+        injected = {e.id: e.fault for e in entries if e.fault is not None}
+    return json_response(resilience.report(entries, injected, test_id))
 
 
 def openapi_paths() -> dict[str, Any]:

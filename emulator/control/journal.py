@@ -17,7 +17,20 @@ if TYPE_CHECKING:
 UNMATCHED_ACTIONS = frozenset({"generated"})
 
 
-def select(
+async def recorded(runtime: Runtime, test_id: str | None = None) -> list[Entry]:
+    """The journal's entries of one test id (None: all): this process's, or the shared journal's (--state)."""
+    if runtime.shared is not None:
+        return await runtime.shared.entries(test_id)
+    return runtime.journal.entries(test_id=test_id)
+
+
+async def clear(runtime: Runtime, test_id: str | None) -> None:
+    runtime.journal.clear(test_id)
+    if runtime.shared is not None:
+        await runtime.shared.clear_journal(test_id)
+
+
+async def select(
     runtime: Runtime,
     *,
     test_id: str | None = None,
@@ -29,9 +42,10 @@ def select(
     since: float | None = None,
     limit: int | None = None,
 ) -> list[Entry]:
-    entries = runtime.journal.entries(
-        test_id=test_id, path=path, status=status, rule=rule, protocol=protocol, request_id=request_id
-    )
+    wanted = {"path": path, "status": status, "rule": rule, "protocol": protocol, "request_id": request_id}
+    entries = [
+        e for e in await recorded(runtime, test_id) if all(v is None or getattr(e, k) == v for k, v in wanted.items())
+    ]
     if since is not None:
         entries = [e for e in entries if e.time >= since]
     return entries[-limit:] if limit else entries

@@ -44,7 +44,8 @@ def parse_body(text: str, name: str | None, file: str | None = None) -> Scenario
         raise invalid(error.problems) from None
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # a loader slip: not a 500
         raise invalid([Problem(file or label, 1, 1, f"the scenario could not be read: {error}")]) from None
-    return replace(scenario, name=name) if name else scenario
+    source = {"yaml": text, "file": file or label, "label": label, "name": name or ""}
+    return replace(scenario, name=name or scenario.name, source=source)
 
 
 def _stem(file: str | None) -> str | None:
@@ -221,6 +222,12 @@ def _store(runtime: Runtime, test_id: str | None, scenarios: list[Scenario], *, 
     old_files = runtime.engine.scenarios[: runtime.scenario_status.from_files] if keep_files else []
     from_files = sum(1 for s in scenarios if any(s is f for f in old_files))
     runtime.replace_scenarios(scenarios, from_files=from_files)
+
+
+async def shared(runtime: Runtime, test_id: str | None) -> None:
+    """What was just loaded or removed, for every worker and replica (when the state is shared)."""
+    if runtime.shared is not None:
+        await runtime.shared.publish_scenarios(runtime, test_id)
 
 
 def describe(runtime: Runtime, test_id: str | None) -> list[dict[str, Any]]:

@@ -876,6 +876,22 @@ class MessagesAdapter(Adapter):
     def error_event(self, failure: Failure, context: Context) -> SseEvent:
         return SseEvent(dump(error_body(failure)), event="error")
 
+    def continues(self, body: Any) -> tuple[str, str] | None:
+        thread = body.get("thread") if isinstance(body, dict) else None
+        if isinstance(thread, dict) and thread.get("type") == "continue":
+            previous = thread.get("previous_message_id")
+            return ("threads", previous) if isinstance(previous, str) else None
+        return None
+
+    def holds(self, key: str) -> bool:
+        return self.threads.holds(key)
+
+    def adopt(self, record: Mapping[str, Any], continued: bool = False) -> None:
+        self.threads.adopt(record, continued)
+
+    def mark_continued(self, key: str, test_id: str) -> None:
+        self.threads.set_continued(key, test_id)
+
     def reset(self, test_id: str | None = None) -> None:
         self.cache.reset(test_id)
         self.threads.clear(test_id)

@@ -16,12 +16,14 @@ used out first, `--store-bytes`) and scoped by test id: a test never continues a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.errors import ApiError
 from emulator.protocols import anthropic_messages_models as m
 from emulator.protocols.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore
+from emulator.state.records import note
 
 DEFAULT_LIMIT = DEFAULT_LINKS
 CREATE_ONLY_FIELDS = ("system", "tools")  # a `continue` takes these from the thread
@@ -104,6 +106,35 @@ class ThreadStore(ChainedStore[_Turn]):
             parent.value.continued = True
         own = reply.messages[parent.length :] if parent is not None else reply.messages
         self._chains.put(reply.id, own, _Turn(reply.system, reply.tools), parent=parent, test_id=reply.test_id)
+        note(
+            "threads",
+            reply.id,
+            {"key": reply.id, "previous": continues, "test_id": reply.test_id, **_dumped(reply, own)},
+        )
+
+    def adopt(self, record: Mapping[str, Any], continued: bool) -> None:
+        """A turn another replica kept (emulator/state/records.py), validated again as a request's parts."""
+        parent = self._chains.get(record["previous"], record["test_id"]) if record.get("previous") else None
+        parts = m.MessagesRequest.model_validate(
+            {
+                "model": "-",
+                "max_tokens": 1,
+                "messages": record["messages"],
+                "system": record["system"],
+                "tools": record["tools"],
+            }
+        )
+        turn = _Turn(parts.system, parts.tools, continued)
+        messages: tuple[Any, ...] = tuple(parts.messages)
+        self._chains.put(record["key"], messages, turn, parent=parent, test_id=record["test_id"])
+
+    def holds(self, message_id: str) -> bool:
+        return self._chains.get(message_id) is not None
+
+    def set_continued(self, message_id: str, test_id: str) -> None:
+        link = self._chains.get(message_id, test_id)
+        if link is not None:
+            link.value.continued = True
 
     def get(self, message_id: str, test_id: str) -> KeptReply | None:
         link = self._chains.get(message_id, test_id)
@@ -111,3 +142,14 @@ class ThreadStore(ChainedStore[_Turn]):
             return None
         turn = link.value
         return KeptReply(link.key, tuple(link.conversation()), turn.system, turn.tools, link.test_id, turn.continued)
+
+
+def _dumped(reply: KeptReply, own: tuple[Any, ...]) -> dict[str, Any]:
+    """A turn's messages, system and tools as JSON, as a request would send them."""
+
+    def dump(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [dump(item) for item in value]
+        return value.model_dump(mode="json", exclude_none=True) if hasattr(value, "model_dump") else value
+
+    return {"messages": dump(own), "system": dump(reply.system), "tools": dump(reply.tools)}

@@ -126,6 +126,23 @@ class Adapter:
     def reset(self, test_id: str | None = None) -> None:
         """Forget what the adapter keeps between requests (stored responses), of one test id or all."""
 
+    def continues(self, body: Any) -> tuple[str, str] | None:
+        """The stored turn a request continues, as (store, key) in the shared state (emulator/state/): a
+        Responses `previous_response_id`, a thread's `previous_message_id`; None for a request that continues
+        nothing."""
+        return None
+
+    def holds(self, key: str) -> bool:
+        """Whether this process keeps the stored turn `key`."""
+        return False
+
+    def adopt(self, record: Mapping[str, Any], continued: bool = False) -> None:
+        """Keep a stored turn another replica kept (emulator/state/records.py), oldest of a chain first;
+        `continued`: it has been continued already."""
+
+    def mark_continued(self, key: str, test_id: str) -> None:
+        """Another replica continued the stored turn `key`: it may not be continued here again (threads)."""
+
     def extra_routes(self, path: str) -> list[BaseRoute]:
         """Endpoints beyond the create endpoint, which the active profile serves at `path` (the full path,
         e.g. "/v1/responses", or "/v1/ai/cloudbase/responses" on cloudbase): add `path + "/{id}"`,

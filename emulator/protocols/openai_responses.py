@@ -764,6 +764,17 @@ class ResponsesAdapter(Adapter):
     def authenticate(self, request: Request, context: Context) -> str:
         return bearer_key(request, context.allowed_keys)
 
+    def continues(self, body: Any) -> tuple[str, str] | None:
+        previous = body.get("previous_response_id") if isinstance(body, dict) else None
+        return ("responses", previous) if isinstance(previous, str) else None
+
+    def holds(self, key: str) -> bool:
+        return self.store.get(key) is not None
+
+    def adopt(self, record: Mapping[str, Any], continued: bool = False) -> None:
+        previous = self.store.get(record["previous"]) if record.get("previous") else None
+        self.store.put(record["body"], record["new_input"], previous, record.get("test_id", ""))
+
     def long_read(self, body: Any) -> bool:
         previous = body.get("previous_response_id") if isinstance(body, dict) else None
         stored = self.store.get(previous) if isinstance(previous, str) else None
@@ -811,23 +822,31 @@ class ResponsesAdapter(Adapter):
                     self.store.keep_reading(options.previous, None, 0)
         return body
 
-    def _stored(self, request: Request) -> StoredResponse:
+    async def _stored(self, request: Request) -> StoredResponse:
         _authenticated(request)
         response_id = request.path_params["response_id"]
+        shared = request.app.state.runtime.shared
+        if shared is not None:  # stored on another replica, maybe
+            from emulator.state.conversations import fetch_chain
+
+            await fetch_chain(shared, self, "responses", response_id)
         stored = self.store.get(response_id)
         if stored is None:
             raise _not_found(response_id)
         return stored
 
     async def _retrieve(self, request: Request) -> Response:
-        return json_text_response(self._stored(request).text.decode())
+        return json_text_response((await self._stored(request)).text.decode())
 
     async def _delete(self, request: Request) -> Response:
-        stored = self._stored(request)
+        stored = await self._stored(request)
         self.store.delete(stored.id)
+        shared = request.app.state.runtime.shared
+        if shared is not None:
+            await shared.forget("responses", stored.id)
         return json_response({"id": stored.id, "object": "response.deleted", "deleted": True})
 
     async def _input_items(self, request: Request) -> Response:
-        stored = self._stored(request)
+        stored = await self._stored(request)
         query = request.query_params
         return json_response(item_page(stored.input_items, query.get("order"), query.get("limit"), query.get("after")))

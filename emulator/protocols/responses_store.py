@@ -17,6 +17,7 @@ from typing import Any
 
 from emulator.http import dumps
 from emulator.protocols.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore, Item, Link
+from emulator.state.records import note
 
 DEFAULT_LIMIT = DEFAULT_LINKS
 Kept = tuple[bytes, int]  # the Response object as JSON, and how many of the link's items are its new input
@@ -91,6 +92,17 @@ class ResponseStore(ChainedStore[Kept]):
             test_id=test_id,
             stored=text,
             size=len(text) + len(body_text),
+        )
+        note(
+            "responses",
+            body["id"],
+            {
+                "key": body["id"],
+                "previous": previous.id if previous is not None else None,
+                "test_id": test_id,
+                "body": body,
+                "new_input": list(new_input),
+            },
         )
         return StoredResponse(link, body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,3 +128,5 @@ class Scenario:
     models: tuple[DeclaredModel, ...] = ()
     settings: ScenarioSettings = field(default_factory=ScenarioSettings)
     rules: tuple[Rule, ...] = ()
+    source: Mapping[str, str] | None = field(default=None, compare=False, repr=False)  # a control API load's
+    # YAML and the names it was read under: what replicas sharing state rebuild it from (emulator/state/)

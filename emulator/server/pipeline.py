@@ -8,6 +8,7 @@ adapter (emulator/protocols/base.py). The journal entry, when there is one, is h
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -23,6 +24,7 @@ from emulator.faults.kinds import Hangup
 from emulator.faults.rules import FaultRule, Who
 from emulator.http import json_response, json_text_response, read_json
 from emulator.journal import Entry, elapsed_ms
+from emulator.names import TEST_ID_HEADER
 from emulator.protocols.base import Adapter
 from emulator.ratelimit import Admission, Limiter
 from emulator.scenarios.actions import Decision
@@ -32,9 +34,17 @@ from emulator.server.runtime import Runtime
 from emulator.server.transport import refusal_of
 from emulator.shaping import Shaped, shape
 from emulator.sse import SSE_HEADERS, encode
+from emulator.state import faults as shared_faults
+from emulator.state import limits as shared_limits
+from emulator.state.conversations import fetch_continued, share
+from emulator.state.counters import CountNeeded, Slot, given_counts
+from emulator.state.records import Record, kept_turns
+from emulator.state.redis_state import RedisState, Stale, StateUnavailable
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
 
+log = logging.getLogger("tokenhub_emulator")
+SYNC_TRIES = 3  # a request retried after its worker caught up with the shared state, at most
 SHUTTING_DOWN = "The server is shutting down; retry the request."
 ON_LOOP_S = 0.005  # how long matching may hold the event loop before it moves to a worker thread
 OFF_LOOP_BYTES = 256 * 1024  # a request body this large is read and matched in a worker thread
@@ -71,6 +81,8 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
     try:
         key = adapter.authenticate(request, context)
         body = await read_json(request, runtime.settings.max_body_bytes, keep)
+        if runtime.shared is not None:  # the turns of a chain kept on another replica, read before parsing
+            await fetch_continued(runtime.shared, adapter, body, request.headers.get(TEST_ID_HEADER, ""))
         large = size > OFF_LOOP_BYTES or adapter.long_read(body)
         if large:  # read, matched and shaped in a worker thread: the Python part of the work stalls no one
             exchange, options = await asyncio.to_thread(adapter.parse, body, request, key, context)
@@ -92,24 +104,80 @@ async def answer(runtime: Runtime, adapter: Adapter, request: Request, entry: En
             if refusal is not None:
                 entry.error = {"message": refusal[1]}
         return Response(status_code=refusal[0] if refusal is not None else 499)
+    except StateUnavailable as unavailable:
+        return unavailable_response(runtime, adapter, unavailable, entry)
     if entry is not None:
         entry.model, entry.stream = exchange.model, exchange.stream
     call = Call(runtime, adapter, exchange, options, entry, asked_timing, asked_fault, large=large)
+    if runtime.shared is not None:
+        try:
+            return await _with_shared_state(runtime.shared, adapter, call)
+        except StateUnavailable as unavailable:
+            return unavailable_response(runtime, adapter, unavailable, entry)
+    return await _admitted(runtime, adapter, call)
+
+
+def unavailable_response(
+    runtime: Runtime, adapter: Adapter, unavailable: StateUnavailable, entry: Entry | None
+) -> Response:
+    """Redis went away: a 503 in the protocol's envelope, which the clients retry, until it is back."""
+    log.warning("%s", unavailable)
+    if entry is not None:
+        entry.action = "rejected"
+    failure = Failure(status=503, message=f"{unavailable}. Retry the request.", code="shared_state_unavailable")
+    return error_response(runtime, adapter, failure, entry)
+
+
+async def _with_shared_state(shared: RedisState, adapter: Adapter, call: Call) -> ASGIApp:
+    """The answer when state is shared: again from the rate limits on, should this worker turn out to be behind
+    the shared scenarios and faults; the conversation turns it stored written before the reply goes out."""
+    turns: list[Record] = []
+    kept = kept_turns.set(turns)
+    try:
+        for _ in range(SYNC_TRIES):
+            try:
+                response = await _admitted(call.runtime, adapter, call)
+            except Stale:  # scenarios or faults changed on another worker: this one catches up, then again
+                turns.clear()
+                call.limits = None
+                await shared.sync(call.runtime)
+                continue
+            await share(shared, turns)  # the next turn of the chain may go to another replica
+            return response
+    finally:
+        kept_turns.reset(kept)
+    raise StateUnavailable("The emulator's shared state kept changing while this request was answered")
+
+
+async def _admitted(runtime: Runtime, adapter: Adapter, call: Call) -> ASGIApp:
+    """The rate limits' word, then the answer."""
     limiter = runtime.limiter()
     if limiter is None:
         return await call.answer()
+    exchange, entry = call.exchange, call.entry
     prompt = count_messages(exchange.messages, exchange.tools) if limiter.limits.tokens else 0
-    admission = limiter.admit(exchange, prompt, adapter.limit_headers)
+    shared = runtime.shared
+    if shared is None:
+        admission = limiter.admit(exchange, prompt, adapter.limit_headers)
+    else:
+        admission = await shared_limits.admit(shared, limiter, exchange, prompt, adapter.limit_headers)
     if admission.refusal is not None:
         call.note("rate_limited", f"rate limit ({admission.reason})")
         return error_response(runtime, adapter, admission.refusal, entry)
     call.limits = (limiter, admission)
+
+    def release() -> None:
+        if shared is None:
+            limiter.release(admission)
+        else:
+            shared_limits.release(shared, limiter, admission)
+
     try:
         response = await call.answer()
     except BaseException:
-        limiter.release(admission)
+        release()
         raise
-    return Finally(response, lambda: limiter.release(admission))
+    return Finally(response, release)
 
 
 @dataclass(slots=True)
@@ -143,22 +211,20 @@ class Call:
         fault = who = None
         if self.asked_fault is not None or faults.runtime or background:  # else there is nothing to count or draw
             who = Who.of(exchange)
-            fault = faults.before_reply(self.asked_fault, who, background)
+            if runtime.shared is None:
+                fault = faults.before_reply(self.asked_fault, who, background)
+            else:
+                candidates = [self.asked_fault, *faults.runtime.values(), *background]
+                fault = await shared_faults.pick(runtime.shared, faults, candidates, who)
             if fault is not None and not fault.fault.spec.needs_reply:
+                if runtime.shared is not None:  # the faults this worker holds are still the shared ones
+                    await runtime.shared.current(runtime)
                 return self.fault_response(fault)
         budget = runtime.settings.match_budget_ms / 1000
-        shaped: Shaped | None = None
-        try:
-            if self.large:
-                raise MoveOffLoop
-            engine = runtime.engine
-            if engine.matches_with_regex:
-                with matching(budget, ON_LOOP_S):
-                    decision = engine.decide(exchange)
-            else:  # nothing to time: without a regex, matching a request that is not large is short
-                decision = engine.decide(exchange)
-        except MoveOffLoop:  # long texts, or slow matching: the whole of it again, where it stalls no one
-            decision, shaped = await asyncio.to_thread(self.decide_within, budget)
+        if runtime.shared is None:
+            decision, shaped = await self.decide(budget)
+        else:
+            decision, shaped = await self.decide_shared(runtime.shared, budget)
         outcome = decision.outcome
         if entry is not None:
             entry.rule = outcome.rule
@@ -166,7 +232,11 @@ class Call:
             if decision.misses:
                 entry.misses = [asdict(miss) for miss in decision.misses]
         if fault is None and decision.fault is not None:
-            fault = faults.pick([decision.fault], who or Who.of(exchange))
+            who = who or Who.of(exchange)
+            if runtime.shared is None:
+                fault = faults.pick([decision.fault], who)
+            else:
+                fault = await shared_faults.pick(runtime.shared, faults, [decision.fault], who)
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
         if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
@@ -182,10 +252,56 @@ class Call:
         headers = self.headers
         if self.limits is not None:
             limiter, admission = self.limits
-            headers = limiter.charge(admission, shaped.usage.completion_tokens, self.adapter.limit_headers)
+            completion = shaped.usage.completion_tokens
+            if runtime.shared is None:
+                headers = limiter.charge(admission, completion, self.adapter.limit_headers)
+            elif limiter.limits.tokens:
+                headers = await shared_limits.charge(
+                    runtime.shared, limiter, admission, completion, self.adapter.limit_headers
+                )
         if exchange.stream:
             return self.stream_response(shaped, plan, headers, fault)
         return self.json_response(shaped, plan, headers, fault)
+
+    async def decide(self, budget: float) -> tuple[Decision, Shaped | None]:
+        """The engine's decision: on the loop, or in a worker thread for long texts and slow matching."""
+        try:
+            if self.large:
+                raise MoveOffLoop
+            engine = self.runtime.engine
+            if engine.matches_with_regex:
+                with matching(budget, ON_LOOP_S):
+                    return engine.decide(self.exchange), None
+            return engine.decide(self.exchange), None  # without a regex, matching a short request is short
+        except MoveOffLoop:  # long texts, or slow matching: the whole of it again, where it stalls no one
+            return await asyncio.to_thread(self.decide_within, budget)
+
+    async def decide_shared(self, shared: RedisState, budget: float) -> tuple[Decision, Shaped | None]:
+        """The decision with the shared state: one round trip (emulator/state/redis_state.py) for a queued
+        failure, the sequence count a matching rule needs, the journal entry. Raises Stale."""
+        counts: dict[Slot, int] = {}
+        given = given_counts.set(counts)
+        try:
+            try:
+                decided, need = await self.decide(budget), None
+            except CountNeeded as needed:
+                decided, need = None, needed
+            scope = self.exchange.headers.get(TEST_ID_HEADER, "")
+            begun = await shared.begin(scope, need.slot[1] if need else None, self.entry)
+            if begun.failure is not None:
+                return Decision(begun.failure), None
+            while need is not None:
+                counts[need.slot] = (
+                    begun.count if not counts and begun.count is not None else await shared.count(*need.slot)
+                )
+                try:
+                    decided, need = await self.decide(budget), None
+                except CountNeeded as needed:
+                    need = needed
+            assert decided is not None
+            return decided
+        finally:
+            given_counts.reset(given)
 
     def decide_within(self, budget: float) -> tuple[Decision, Shaped | None]:
         """The engine's decision in a worker thread, with the whole matching budget; a reply shaped there too

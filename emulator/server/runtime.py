@@ -32,6 +32,9 @@ from emulator.scenarios.problems import Problem
 from emulator.scenarios.regexes import matching
 from emulator.scenarios.schema import Scenario
 from emulator.scenarios.scoped_engine import ScopedEngine
+from emulator.state.counters import SharedCounters
+from emulator.state.journal import SharedJournal
+from emulator.state.redis_state import RedisState
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Runtime:
     journal: Journal = field(default_factory=Journal)
     scenario_status: ScenarioStatus = field(default_factory=ScenarioStatus)
     faults: FaultBook = field(default_factory=FaultBook)  # run-time faults, counters, what was injected
+    shared: RedisState | None = field(default=None, repr=False)  # the state shared with other workers (--state)
     _limiter: Limiter | None = field(default=None, repr=False)
     _context: tuple[Any, Context] | None = field(default=None, repr=False, compare=False)
 
@@ -78,9 +82,32 @@ class Runtime:
         adapters = registry.adapters(settings.store_bytes)
         runtime = cls(settings, profile, catalog_for(engine), engine, adapters, journal_for(settings))
         runtime.faults = FaultBook(seed=settings.seed)
+        if settings.state is not None:
+            runtime.share(settings.state)
         runtime.scenario_status.from_files = len(scenarios)
         engine.on_forget = lambda had_overlay: setattr(runtime, "catalog", catalog_for(engine))
         return runtime
+
+    def share(self, url: str) -> None:
+        """Keep what workers and replicas must have in common in the shared state at `url` (emulator/state/)."""
+        settings = self.settings
+        state = RedisState(
+            url,
+            journal_entries=settings.journal_entries,
+            journal_bytes=settings.journal_bytes,
+            store_bytes=settings.store_bytes,
+            ttl_s=settings.test_state_ttl_s,
+        )
+        state.file_scenarios = list(self.engine.scenarios)
+        self.shared = state
+        self.engine.state = SharedCounters()
+        self.journal = SharedJournal(
+            state,
+            settings.journal_entries,
+            max_bytes=settings.journal_bytes,
+            body_bytes=settings.journal_body_bytes,
+            header_bytes=settings.journal_header_bytes,
+        )
 
     @property
     def context(self) -> Context:
