@@ -29,7 +29,7 @@ from typing import Any, TypeGuard
 import re2
 from faker import Faker
 
-from emulator.exchange import Choice, Exchange, Message, Reply, Tool, ToolCall
+from emulator.exchange import ESTIMATED, Choice, Exchange, Message, Reply, Tool, ToolCall
 
 __all__ = ["Draws", "Generator", "generated_reply"]
 
@@ -680,10 +680,11 @@ def generated_reply(
     """
     conversation = _conversation_key(exchange)
     return Reply(
-        choices=[
+        [
             _generated_choice(exchange, generator, (exchange.seed, conversation, index), sentences, tool_calls)
             for index in range(max(exchange.n, 1))
-        ]
+        ],
+        ESTIMATED,
     )
 
 
