@@ -4,47 +4,25 @@ different hash seeds, answer the same request with the same text, on every proto
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import start_server, stop_server
+
 HEADERS = {"authorization": "Bearer sk-test", "x-api-key": "sk-test", "anthropic-version": "2023-06-01"}
-
-
-def serve(*args: str, hash_seed: str) -> tuple[subprocess.Popen[str], str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("TOKENHUB_EMULATOR_")}
-    command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning", *args]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=tempfile.TemporaryFile(),  # noqa: SIM115 - lives as long as the server
-        text=True,
-        env={**env, "PYTHONHASHSEED": hash_seed},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert "listening on" in line, line
-    return process, line.rsplit(" ", 1)[-1].strip()
 
 
 @pytest.fixture(scope="module")
 def two_servers() -> Iterator[list[httpx.Client]]:
-    started = [serve("--seed", "7", hash_seed=seed) for seed in ("1", "2")]
-    clients = [httpx.Client(base_url=url, headers=HEADERS, timeout=10) for _, url in started]
+    started = [start_server("--seed", "7", env={"PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    clients = [httpx.Client(base_url=server.url, headers=HEADERS, timeout=10) for server in started]
     yield clients
     for client in clients:
         client.close()
-    for process, _ in started:
-        process.terminate()
-        process.wait(timeout=10)
+    for server in started:
+        stop_server(server)
 
 
 def chat_text(client: httpx.Client, prompt: str, **extra: object) -> str:

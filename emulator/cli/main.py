@@ -23,7 +23,7 @@ from emulator.cli.options import (
     option,
     text,
 )
-from emulator.config import LOG_LEVELS, Settings, env_name
+from emulator.config import LOG_LEVELS, METRICS_MODES, Settings, env_name
 from emulator.profiles import PROFILES
 from emulator.server.request_log import LOG_FORMATS
 
@@ -142,6 +142,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     option(
         serve,
+        "--metrics",
+        default=defaults.metrics,
+        check=choice(METRICS_MODES),
+        metavar="|".join(METRICS_MODES),
+        help="GET /metrics for Prometheus: guarded as the control API is (open on loopback, else the control "
+        "token), open to anyone who reaches the port, or off",
+    )
+    option(
+        serve,
         "--watch",
         boolean=True,
         help="reload scenario files when they change; a file with errors keeps the previous version serving",
@@ -195,6 +204,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         profile=args.profile,
         control_token=args.control_token or None,
         watch=bool(args.watch),
+        metrics=args.metrics,
         timing=traffic.timing_from_args(args),
         rate_limits=traffic.rate_limits_from_args(args),
         scenario_roots=list(args.scenario_root) if args.scenario_root else None,
@@ -214,6 +224,13 @@ def serve(settings: Settings) -> int:
 
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
+    if settings.metrics != "off":
+        from emulator.server.metrics import multiprocess_problem
+
+        problem = multiprocess_problem()
+        if problem is not None:
+            print(f"tokenhub-emulator: cannot serve /metrics: {problem} (or start with --metrics off)", file=sys.stderr)
+            return 2
     try:
         runtime = Runtime.from_settings(settings)
     except ScenarioError as exc:
@@ -242,7 +259,11 @@ def serve(settings: Settings) -> int:
     if settings.log_format == "text" and logging.getLogger("tokenhub_emulator").isEnabledFor(logging.INFO):
         print("\n".join(banner_lines(runtime, url)), flush=True)
     log_start(runtime, url)
-    server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
+    try:
+        server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
+    finally:
+        if runtime.metrics is not None:
+            runtime.metrics.process_exited()
     return 0
 
 

@@ -32,6 +32,7 @@ from emulator.scenarios.problems import Problem
 from emulator.scenarios.regexes import matching
 from emulator.scenarios.schema import Scenario
 from emulator.scenarios.scoped_engine import ScopedEngine
+from emulator.server.metrics import Metrics
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Runtime:
     journal: Journal = field(default_factory=Journal)
     scenario_status: ScenarioStatus = field(default_factory=ScenarioStatus)
     faults: FaultBook = field(default_factory=FaultBook)  # run-time faults, counters, what was injected
+    metrics: Metrics | None = None  # what GET /metrics counts; None: --metrics off
     _limiter: Limiter | None = field(default=None, repr=False)
     _context: tuple[Any, Context] | None = field(default=None, repr=False, compare=False)
 
@@ -78,6 +80,7 @@ class Runtime:
         adapters = registry.adapters(settings.store_bytes)
         runtime = cls(settings, profile, catalog_for(engine), engine, adapters, journal_for(settings))
         runtime.faults = FaultBook(seed=settings.seed)
+        runtime.metrics = Metrics() if settings.metrics != "off" else None
         runtime.scenario_status.from_files = len(scenarios)
         engine.on_forget = lambda had_overlay: setattr(runtime, "catalog", catalog_for(engine))
         return runtime
