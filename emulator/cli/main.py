@@ -227,9 +227,9 @@ def serve(settings: Settings) -> int:
     if settings.metrics != "off":
         from emulator.server.metrics import multiprocess_problem
 
-        problem = multiprocess_problem()
-        if problem is not None:
-            print(f"tokenhub-emulator: cannot serve /metrics: {problem} (or start with --metrics off)", file=sys.stderr)
+        unusable = multiprocess_problem()
+        if unusable is not None:
+            print(f"tokenhub-emulator: cannot serve /metrics: {unusable} (or start with --metrics off)", file=sys.stderr)
             return 2
     try:
         runtime = Runtime.from_settings(settings)
