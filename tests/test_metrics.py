@@ -4,6 +4,7 @@ the guard, and two `serve` processes sharing one PROMETHEUS_MULTIPROC_DIR scrape
 from __future__ import annotations
 
 import json
+import re
 import socket
 import tempfile
 import time
@@ -251,3 +252,16 @@ def test_two_processes_sharing_a_multiprocess_dir_are_scraped_as_one(multiproces
         for server in (first, second):
             if server.process.poll() is None:
                 stop(server)
+
+
+def test_the_documented_names_are_the_exposed_ones(http: TestClient) -> None:
+    chat(http, "ping", stream=True, headers={"x-emulator-chunk-delay-ms": "1", "x-emulator-fault": "error=503"})
+    chat(http, "ping", stream=True, headers={"x-emulator-chunk-delay-ms": "1"})
+    table = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(tokenhub_emulator_\w+)` \| (\w+) \|", table, re.M))
+    exposed = {
+        (family.name + ("_total" if family.type == "counter" else ""), family.type)
+        for family in text_string_to_metric_families(http.get("/metrics").text)
+        if family.name.startswith("tokenhub_emulator_") and not family.name.endswith("_created")  # a counter's start
+    }
+    assert documented == exposed
