@@ -8,7 +8,7 @@ The request is bench/gateway.py's (`Calculate 1+1` for glm-5). Servers, all star
   - bare: bench/bare_app.py serving the emulator's own bytes (the ceiling of the stack);
   - scripted: `serve --scenario` with the gateway bench's scenario (a rule answers `1+1=2`);
   - generated: `serve` with no scenario — the default reply a new user gets first;
-  - metrics off: the scripted server with `--no-metrics` (what `/metrics` costs on the hot path);
+  - metrics off: the scripted server with `--metrics off` (what `/metrics` costs on the hot path);
   - with --before DIR: that checkout's scripted and generated servers.
 wrk (one thread) loads each in turn, round after round (A B C … A B C …) so that all see the same machine; the
 medians are printed with the ratios the issue asks for: generated / scripted and scripted / bare.
@@ -68,7 +68,7 @@ def main() -> None:
         servers["scripted"] = start_serve(ROOT, "--scenario", str(scenario))
         servers["generated"] = start_serve(ROOT)
         if not args.no_metrics_row:
-            servers["metrics off"] = start_serve(ROOT, "--scenario", str(scenario), "--no-metrics")
+            servers["metrics off"] = start_serve(ROOT, "--scenario", str(scenario), "--metrics", "off")
         if args.before:
             before = args.before.resolve()
             servers["before: scripted"] = start_serve(before, "--scenario", str(scenario))

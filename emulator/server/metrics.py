@@ -11,11 +11,17 @@ Label values that come from requests or scenarios (models, rule names) are bound
 a new model name with every request cannot grow the scrape without end.
 
 The hot path pays a dictionary lookup and a locked add per count: the children of each label set are kept.
+A streamed chunk costs less still (a stream writes tens of thousands a second): it is tallied in plain numbers
+per protocol (`ChunkTally`) and folded into the chunk counter and the lateness histogram at each scrape, and
+once a second while streams are open (so that, across processes, a scrape of another one is at most a second
+behind).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -39,6 +45,7 @@ OTHER = "(other)"
 NONE = "(none)"  # no rule answered (generated, rejected, an error), no protocol (a path of none)
 LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+FOLD_S = 1.0  # how often chunk tallies are folded into the metrics while streams are open
 
 
 def multiprocess_problem() -> str | None:
@@ -69,6 +76,26 @@ class BoundedLabel:
             return OTHER
         self._kept.add(value)
         return value
+
+
+class ChunkTally:
+    """One protocol's streamed chunks since the last fold: a count, and the lateness histogram's buckets."""
+
+    __slots__ = ("chunks", "late_counts", "late_sum")
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.late_counts = [0] * (len(LATENESS_BUCKETS) + 1)  # the last one: +Inf
+        self.late_sum = 0.0
+
+    def add(self, late_s: float | None) -> None:
+        """A chunk left; `late_s`: how long after its planned time (None: it had none; early counts as 0)."""
+        self.chunks += 1
+        if late_s is not None:
+            if late_s < 0.0:
+                late_s = 0.0
+            self.late_sum += late_s
+            self.late_counts[bisect_left(LATENESS_BUCKETS, late_s)] += 1
 
 
 class Metrics:
@@ -114,6 +141,9 @@ class Metrics:
         self._models = BoundedLabel()
         self._rules = BoundedLabel()
         self._children: dict[Any, Any] = {}
+        self._tallies: dict[str, ChunkTally] = {}
+        self._open = 0  # streams open in this process
+        self._fold_timer: asyncio.TimerHandle | None = None
 
     # -- counting (the hot path) -------------------------------------------------------------------------------
 
@@ -142,17 +172,50 @@ class Metrics:
         pair[0].inc(prompt)
         pair[1].inc(completion)
 
-    def stream_opened(self, protocol: str) -> None:
+    def stream_opened(self, protocol: str) -> ChunkTally:
+        """A stream starts: counted open; its chunks go to the tally returned (`tally.add(late_s)` per chunk)."""
         self._child(self.open_streams, (protocol,)).inc()
+        self._open += 1
+        self._fold_later()
+        tally = self._tallies.get(protocol)
+        if tally is None:
+            tally = self._tallies[protocol] = ChunkTally()
+        return tally
 
     def stream_closed(self, protocol: str) -> None:
         self._child(self.open_streams, (protocol,)).dec()
+        self._open -= 1
+        self._fold_later()
 
-    def chunk_written(self, protocol: str, late_s: float | None) -> None:
-        """A stream chunk left; `late_s`: how long after its planned time (None: it had none)."""
-        self._child(self.chunks, (protocol,)).inc()
-        if late_s is not None:
-            self._child(self.lateness, (protocol,)).observe(late_s if late_s > 0 else 0.0)
+    def fold(self) -> None:
+        """Move the chunk tallies into the chunk counter and the lateness histogram."""
+        for protocol, tally in self._tallies.items():
+            if tally.chunks:
+                self._child(self.chunks, (protocol,)).inc(tally.chunks)
+                tally.chunks = 0
+            if tally.late_sum or any(tally.late_counts):
+                histogram = self._child(self.lateness, (protocol,))
+                for bucket, count in enumerate(tally.late_counts):
+                    if count:
+                        histogram._buckets[bucket].inc(count)  # what observe() adds to, a count at a time
+                        tally.late_counts[bucket] = 0
+                histogram._sum.inc(tally.late_sum)
+                tally.late_sum = 0.0
+
+    def _fold_later(self) -> None:
+        if self._fold_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop: folded at the next scrape
+            return
+        self._fold_timer = loop.call_later(FOLD_S, self._fold_tick)
+
+    def _fold_tick(self) -> None:
+        self._fold_timer = None
+        self.fold()
+        if self._open > 0:
+            self._fold_later()
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         key = (metric, labels)
@@ -165,6 +228,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The text exposition format: this process's metrics, or every process's that shares the folder."""
+        self.fold()
         if self._registry is not None:
             return generate_latest(self._registry)
         registry = CollectorRegistry()
@@ -172,6 +236,7 @@ class Metrics:
         return generate_latest(registry)
 
     def process_exited(self) -> None:
-        """This process stops serving: its open-streams gauge no longer counts (multi-process mode)."""
+        """This process stops serving: its last chunks counted, its open-streams gauge no longer (multi-process)."""
+        self.fold()
         if self.multiprocess:
             multiprocess.mark_process_dead(os.getpid())

@@ -8,7 +8,6 @@ adapter (emulator/protocols/base.py). The journal entry, when there is one, is h
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -224,13 +223,11 @@ class Call:
         metrics, on_done, on_chunk = self.runtime.metrics, self.on_stream_done, None
         if metrics is not None:
             protocol = self.exchange.protocol
-            metrics.stream_opened(protocol)
+            on_chunk = metrics.stream_opened(protocol).add
 
             def on_done(client_left: bool) -> None:
                 metrics.stream_closed(protocol)
                 self.on_stream_done(client_left)
-
-            on_chunk = functools.partial(metrics.chunk_written, protocol)
 
         return Delivery(
             200,
