@@ -15,7 +15,9 @@ requests spread over `--ramp-s`, and timestamps each SSE event carrying text as 
 figure compared is the interval error: |gap between consecutive text chunks − 20 ms|, p50 and p99 over every
 gap of every stream — what a client sees of the pacing, whatever either server's own clock says. Servers run
 in turn, round after round (A B A B …), medians printed. For each run: the streams that did not arrive whole,
-the server's CPU seconds (from /proc) and so its CPU per chunk, and for the emulator its own record of how late
+how much longer than planned a stream took from its first text chunk to its last (the
+stretch: a server that times each chunk from the previous one keeps its intervals and drifts instead), the
+server's CPU seconds (from /proc) and so its CPU per chunk, and for the emulator its own record of how late
 it wrote each chunk: from the journal (`chunk_times_ms` against the plan) and from `/metrics`
 (`tokenhub_emulator_chunk_lateness_seconds`).
 """
@@ -194,6 +196,7 @@ async def run_client(url: str, streams: int, chunks: int, interval_ms: float, ra
         asyncio.gather(*(c.done for c in clients)), timeout=60 + ramp_s + chunks * interval_ms / 1000
     )
     errors: list[float] = []
+    stretch: list[float] = []
     incomplete = 0
     for client in clients:
         if not client.finished or len(client.arrivals) != chunks:
@@ -201,8 +204,16 @@ async def run_client(url: str, streams: int, chunks: int, interval_ms: float, ra
             continue
         arrivals = client.arrivals
         errors.extend(abs((b - a) * 1000 - interval_ms) for a, b in zip(arrivals, arrivals[1:], strict=False))
+        stretch.append((arrivals[-1] - arrivals[0]) * 1000 - (chunks - 1) * interval_ms)
     errors.sort()
-    return {"incomplete": incomplete, "gaps": len(errors), **percentiles(errors)}
+    stretched = percentiles(stretch)
+    return {
+        "incomplete": incomplete,
+        "gaps": len(errors),
+        **percentiles(errors),
+        "stretch_p50_ms": stretched["p50_ms"],
+        "stretch_p99_ms": stretched["p99_ms"],
+    }
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -289,7 +300,15 @@ def main() -> int:
             summary = {
                 name: {
                     key: statistics.median(run[key] for run in each)
-                    for key in ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_chunk", "server_cpu_share")
+                    for key in (
+                        "p50_ms",
+                        "p99_ms",
+                        "max_ms",
+                        "stretch_p50_ms",
+                        "stretch_p99_ms",
+                        "cpu_us_per_chunk",
+                        "server_cpu_share",
+                    )
                 }
                 | {"incomplete": sum(run["incomplete"] for run in each)}
                 for name, each in runs.items()
@@ -300,12 +319,15 @@ def main() -> int:
                 f"({streams * 1000 / args.interval_ms:,.0f} chunks/s at the top), median of {args.rounds} rounds:"
             )
             print(
-                f"{'server':<10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU µs/chunk':>13} {'CPU share':>9} incomplete"
+                f"{'server':<10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'stretch p50/p99 ms':>19} "
+                f"{'CPU µs/chunk':>13} {'CPU share':>9} incomplete"
             )
             for name, figures in summary.items():
+                stretch = f"{figures['stretch_p50_ms']:.0f} / {figures['stretch_p99_ms']:.0f}"
                 print(
                     f"{name:<10} {figures['p50_ms']:>7.2f} {figures['p99_ms']:>7.2f} {figures['max_ms']:>7.1f} "
-                    f"{figures['cpu_us_per_chunk']:>13.1f} {figures['server_cpu_share']:>9.2f} {figures['incomplete']:>10}"
+                    f"{stretch:>19} {figures['cpu_us_per_chunk']:>13.1f} {figures['server_cpu_share']:>9.2f} "
+                    f"{figures['incomplete']:>10}"
                 )
             journal = [run["journal_late"] for run in runs["emulator"]]
             print(
