@@ -11,9 +11,10 @@ into a cache folder outside the repository (`~/.cache/tokenhub-emulator/aimock`,
 tests/claude_code.py caches Claude Code.
 
 A client process of its own (asyncio + uvloop, raw sockets) opens every connection first, then sends the
-requests spread over `--ramp-s`, and timestamps each SSE event carrying text as it comes off the socket. The
-figure compared is the interval error: |gap between consecutive text chunks − 20 ms|, p50 and p99 over every
-gap of every stream — what a client sees of the pacing, whatever either server's own clock says. Servers run
+requests spread over `--ramp-s`, and timestamps each SSE event carrying text as it comes off the socket. Two
+figures, p50 and p99 over every chunk of every stream, what a client sees whatever either server's own clock
+says: the interval error, |gap between consecutive text chunks − 20 ms|; and the lateness, how long after its
+plan (the stream's first text chunk + k × 20 ms) chunk k arrived. Servers run
 in turn, round after round (A B A B …), medians printed. For each run: the streams that did not arrive whole,
 how much longer than planned a stream took from its first text chunk to its last (the
 stretch: a server that times each chunk from the previous one keeps its intervals and drifts instead), the
@@ -197,6 +198,7 @@ async def run_client(url: str, streams: int, chunks: int, interval_ms: float, ra
     )
     errors: list[float] = []
     stretch: list[float] = []
+    late: list[float] = []
     incomplete = 0
     for client in clients:
         if not client.finished or len(client.arrivals) != chunks:
@@ -205,14 +207,18 @@ async def run_client(url: str, streams: int, chunks: int, interval_ms: float, ra
         arrivals = client.arrivals
         errors.extend(abs((b - a) * 1000 - interval_ms) for a, b in zip(arrivals, arrivals[1:], strict=False))
         stretch.append((arrivals[-1] - arrivals[0]) * 1000 - (chunks - 1) * interval_ms)
+        first = arrivals[0]
+        late.extend((at - first) * 1000 - k * interval_ms for k, at in enumerate(arrivals))
     errors.sort()
-    stretched = percentiles(stretch)
+    stretched, lateness = percentiles(stretch), percentiles([max(x, 0.0) for x in late])
     return {
         "incomplete": incomplete,
         "gaps": len(errors),
         **percentiles(errors),
         "stretch_p50_ms": stretched["p50_ms"],
         "stretch_p99_ms": stretched["p99_ms"],
+        "late_p50_ms": lateness["p50_ms"],
+        "late_p99_ms": lateness["p99_ms"],
     }
 
 
@@ -306,6 +312,8 @@ def main() -> int:
                         "max_ms",
                         "stretch_p50_ms",
                         "stretch_p99_ms",
+                        "late_p50_ms",
+                        "late_p99_ms",
                         "cpu_us_per_chunk",
                         "server_cpu_share",
                     )
@@ -319,14 +327,16 @@ def main() -> int:
                 f"({streams * 1000 / args.interval_ms:,.0f} chunks/s at the top), median of {args.rounds} rounds:"
             )
             print(
-                f"{'server':<10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'stretch p50/p99 ms':>19} "
+                f"{'server':<10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'late p50/p99 ms':>16} "
+                f"{'stretch p50/p99 ms':>19} "
                 f"{'CPU µs/chunk':>13} {'CPU share':>9} incomplete"
             )
             for name, figures in summary.items():
                 stretch = f"{figures['stretch_p50_ms']:.0f} / {figures['stretch_p99_ms']:.0f}"
+                late = f"{figures['late_p50_ms']:.1f} / {figures['late_p99_ms']:.1f}"
                 print(
                     f"{name:<10} {figures['p50_ms']:>7.2f} {figures['p99_ms']:>7.2f} {figures['max_ms']:>7.1f} "
-                    f"{stretch:>19} {figures['cpu_us_per_chunk']:>13.1f} {figures['server_cpu_share']:>9.2f} "
+                    f"{late:>16} {stretch:>19} {figures['cpu_us_per_chunk']:>13.1f} {figures['server_cpu_share']:>9.2f} "
                     f"{figures['incomplete']:>10}"
                 )
             journal = [run["journal_late"] for run in runs["emulator"]]
