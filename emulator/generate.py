@@ -54,10 +54,10 @@ class Generator:
     def text(self, *keys: Any, sentences: tuple[int, int] = (1, 3), locale: str | None = None) -> str:
         """Between `sentences[0]` and `sentences[1]` sentences of the locale's lorem words."""
         lorem = _lorem(locale or self.locale)
-        draws = self.draws("text", *keys)
         low, high = sentences
+        values = self.draws("text", *keys).take(1 + high)  # the count, then a sentence for each place
         pool = lorem.sentences
-        picks = draws.take(low + draws.below(high - low + 1))
+        picks = values[1 : 1 + low + values[0] % (high - low + 1)]
         return lorem.separator.join([pool[value % _Lorem.POOL] for value in picks])
 
     def from_schema(self, schema: Mapping[str, Any] | bool, *keys: Any) -> Any:

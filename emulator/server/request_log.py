@@ -285,7 +285,7 @@ class RequestLog:
 
     def _rules_for(self, test_id: str) -> bool:
         engine = self.runtime.engine
-        if engine.rules:
+        if engine.has_rules:
             return True
         return bool(test_id and any(s.rules for s in engine.overlay(test_id)))
 
