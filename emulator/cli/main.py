@@ -259,11 +259,7 @@ def serve(settings: Settings) -> int:
     if settings.log_format == "text" and logging.getLogger("tokenhub_emulator").isEnabledFor(logging.INFO):
         print("\n".join(banner_lines(runtime, url)), flush=True)
     log_start(runtime, url)
-    try:
-        server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
-    finally:
-        if runtime.metrics is not None:
-            runtime.metrics.process_exited()
+    server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
     return 0
 
 

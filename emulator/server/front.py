@@ -232,6 +232,11 @@ class Front(Starlette):
 
                 await self.on_crash(scope)(scope, receive, send_with_id)
 
+    def stopped(self) -> None:
+        """The server has stopped answering (its open answers ended): the last counts go to the metrics."""
+        if self.metrics is not None:
+            self.metrics.process_exited()
+
     def _handler_for(self, exc: Exception) -> Callable[..., Any] | None:
         exception_handlers, status_handlers = self._handlers
         if isinstance(exc, HTTPException) and exc.status_code in status_handlers:

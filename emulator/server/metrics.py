@@ -10,11 +10,11 @@ Label values that come from requests or scenarios (models, rule names) are bound
 `DISTINCT_VALUES` values of each label are kept, later ones are counted as `(other)`, so a client that sends
 a new model name with every request cannot grow the scrape without end.
 
-The hot path pays a dictionary lookup and a locked add per count: the children of each label set are kept.
-A streamed chunk costs less still (a stream writes tens of thousands a second): it is tallied in plain numbers
-per protocol (`ChunkTally`) and folded into the chunk counter and the lateness histogram at each scrape, and
-once a second while streams are open (so that, across processes, a scrape of another one is at most a second
-behind).
+The hot path adds to plain numbers: a request's and its tokens' counts go to a dictionary of pending additions
+(the labelled children are looked up once and kept), a streamed chunk to its protocol's `ChunkTally`; both are
+folded into prometheus_client's metrics at each scrape, and once a second while there is something to fold (so
+that, across processes, a scrape of another one is at most a second behind). A locked `inc()` per count cost
+about 4 µs a request, 4% of a scripted one; a histogram observation per chunk 1.35 µs.
 """
 
 from __future__ import annotations
@@ -142,8 +142,9 @@ class Metrics:
         self._rules = BoundedLabel()
         self._children: dict[Any, Any] = {}
         self._tallies: dict[str, ChunkTally] = {}
+        self._pending: dict[Any, int] = {}  # counter child → what to add at the next fold
         self._open = 0  # streams open in this process
-        self._fold_timer: asyncio.TimerHandle | None = None
+        self._fold_timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 
     # -- counting (the hot path) -------------------------------------------------------------------------------
 
@@ -155,7 +156,10 @@ class Metrics:
             status = str(entry.status) if entry.status is not None else NONE
             labels = (entry.protocol or NONE, self._models(entry.model), status, self._rules(entry.rule))
             child = self._children[key] = self.requests.labels(*labels)
-        child.inc()
+        pending = self._pending
+        if not pending:
+            self._fold_later()
+        pending[child] = pending.get(child, 0) + 1
 
     def fault(self, kind: str) -> None:
         self._child(self.faults, (kind,)).inc()
@@ -169,8 +173,11 @@ class Metrics:
                 self.tokens.labels(*labels, "prompt"),
                 self.tokens.labels(*labels, "completion"),
             )
-        pair[0].inc(prompt)
-        pair[1].inc(completion)
+        pending = self._pending
+        if not pending:
+            self._fold_later()
+        pending[pair[0]] = pending.get(pair[0], 0) + prompt
+        pending[pair[1]] = pending.get(pair[1], 0) + completion
 
     def stream_opened(self, protocol: str) -> ChunkTally:
         """A stream starts: counted open; its chunks go to the tally returned (`tally.add(late_s)` per chunk)."""
@@ -188,7 +195,10 @@ class Metrics:
         self._fold_later()
 
     def fold(self) -> None:
-        """Move the chunk tallies into the chunk counter and the lateness histogram."""
+        """Move what was tallied into the metrics: request and token counts, chunks and their lateness."""
+        pending, self._pending = self._pending, {}
+        for child, amount in pending.items():
+            child.inc(amount)
         for protocol, tally in self._tallies.items():
             if tally.chunks:
                 self._child(self.chunks, (protocol,)).inc(tally.chunks)
@@ -203,18 +213,18 @@ class Metrics:
                 tally.late_sum = 0.0
 
     def _fold_later(self) -> None:
-        if self._fold_timer is not None:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on a loop: folded at the next scrape
             return
-        self._fold_timer = loop.call_later(FOLD_S, self._fold_tick)
+        if self._fold_timer is not None and self._fold_timer[0] is loop:
+            return  # one is set (a timer of a loop that has ended never fires: a new one then)
+        self._fold_timer = (loop, loop.call_later(FOLD_S, self._fold_tick))
 
     def _fold_tick(self) -> None:
         self._fold_timer = None
         self.fold()
-        if self._open > 0:
+        if self._open > 0 or self._pending:
             self._fold_later()
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
