@@ -10,7 +10,7 @@ The request is bench/gateway.py's (`Calculate 1+1` for glm-5). Servers, all star
   - generated: `serve` with no scenario — the default reply a new user gets first;
   - metrics off: the scripted server with `--metrics off` (what `/metrics` costs on the hot path);
   - with --before DIR: that checkout's scripted and generated servers.
-wrk (one thread) loads each in turn, round after round (A B C … A B C …) so that all see the same machine; the
+wrk (one thread) loads each in turn, round after round (A B C … C B A …) so that all see the same machine; the
 medians are printed with the ratios the issue asks for: generated / scripted and scripted / bare.
 """
 
@@ -80,8 +80,9 @@ def main() -> None:
         results = []
         for connections in [int(c) for c in args.connections.split(",")]:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-            for _ in range(args.rounds):
-                for name, (_, url) in servers.items():
+            order = list(servers.items())
+            for round_number in range(args.rounds):  # every other round in reverse: no server always goes first
+                for name, (_, url) in order if round_number % 2 == 0 else order[::-1]:
                     runs[name].append(wrk(url + "/v1/chat/completions", REQUEST, connections, args.seconds))
             medians = {
                 name: {key: statistics.median(run[key] for run in each) for key in ("rps", "p50_ms", "p99_ms")}
