@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 ENV_PREFIX = "TOKENHUB_EMULATOR_"
 KIB = 1024
 MIB = 1024 * KIB
+METRICS_MODES = ("guarded", "open", "off")  # GET /metrics: as the control API's access, to anyone, not served
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -31,6 +32,7 @@ class Settings:
     fallback: str | None = None  # when no rule matches: generate | error; None lets scenarios decide (else generate)
     control_token: str | None = field(default=None, repr=False)  # required by /_emulator/ beyond loopback
     watch: bool = False  # reload changed scenario files while serving
+    metrics: str = "guarded"  # GET /metrics: guarded (as the control API's access) | open | off (docs/metrics.md)
     timing: TimingSpec | None = None  # timing defaults from flags; scenarios, rules and request headers override
     rate_limits: RateLimits | None = None  # rate limits from flags; a scenario's settings.rate_limits replaces them
     scenario_roots: list[Path] | None = None  # where the control API may load `path` from; None: the folders

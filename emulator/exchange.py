@@ -161,6 +161,9 @@ class UsageOverride:
     reasoning_tokens: int | None = None
 
 
+ESTIMATED = UsageOverride()  # nothing pinned: every count estimated (shared: building a frozen dataclass costs ~1 µs)
+
+
 @dataclass
 class Choice:
     content: str | None = None

@@ -572,6 +572,14 @@ def output_anthropic_errors(block: Block, session: Session) -> None:
     assert said == block.text.splitlines()
 
 
+def check_prometheus_config(block: Block, session: Session) -> None:
+    """A Prometheus scrape config: the path the emulator serves, the token sent as Prometheus sends it."""
+    from emulator.server.metrics import METRICS_PATH
+
+    [job] = yaml.safe_load(block.text)["scrape_configs"]
+    assert job["metrics_path"] == METRICS_PATH and job["authorization"]["type"] == "Bearer", block.where
+
+
 CHECKS: dict[str, Callable[[Block, Session], None]] = {
     "scenario": check_scenario,
     "rule": check_rule,
@@ -591,6 +599,7 @@ CHECKS: dict[str, Callable[[Block, Session], None]] = {
     "claude code": check_claude_code,
     "fault headers": check_fault_headers,
     "control API routes": check_control_routes,
+    "prometheus scrape config": check_prometheus_config,
 }
 OUTPUTS: dict[str, Callable[[Block, Session], None]] = {
     "log lines": output_log_lines,

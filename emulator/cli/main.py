@@ -25,7 +25,7 @@ from emulator.cli.options import (
     option,
     text,
 )
-from emulator.config import LOG_LEVELS, Settings, env_name
+from emulator.config import LOG_LEVELS, METRICS_MODES, Settings, env_name
 from emulator.profiles import PROFILES
 from emulator.server.request_log import LOG_FORMATS
 
@@ -153,6 +153,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     option(
         serve,
+        "--metrics",
+        default=defaults.metrics,
+        check=choice(METRICS_MODES),
+        metavar="|".join(METRICS_MODES),
+        help="GET /metrics for Prometheus: guarded as the control API is (open on loopback, else the control "
+        "token), open to anyone who reaches the port, or off",
+    )
+    option(
+        serve,
         "--watch",
         boolean=True,
         help="reload scenario files when they change; a file with errors keeps the previous version serving",
@@ -224,6 +233,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         profile=args.profile,
         control_token=args.control_token or None,
         watch=bool(args.watch),
+        metrics=args.metrics,
         timing=traffic.timing_from_args(args),
         rate_limits=traffic.rate_limits_from_args(args),
         scenario_roots=list(args.scenario_root) if args.scenario_root else None,
@@ -238,6 +248,13 @@ def serve(settings: Settings) -> int:
 
     from emulator.server.listener import listening_socket
 
+    if settings.metrics != "off":
+        from emulator.server.metrics import multiprocess_problem
+
+        unusable = multiprocess_problem()
+        if unusable is not None:
+            print(f"tokenhub-emulator: cannot serve /metrics: {unusable} (or start with --metrics off)", file=sys.stderr)
+            return 2
     if settings.state is not None:
         problem = _unreachable(settings.state)
         if problem is not None:

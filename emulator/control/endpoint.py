@@ -67,8 +67,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_access(request: Request) -> None:
-    """Open on loopback; a configured token is always required; beyond loopback without one, refused."""
+def check_access(request: Request, what: str = "The control API", instead: str = "") -> None:
+    """Open on loopback; a configured token is always required; beyond loopback without one, refused.
+
+    `what` names what is guarded in the messages; `instead` is another way out, added to the refusal."""
     settings = runtime_of(request).settings
     token = settings.control_token
     if token:
@@ -76,7 +78,7 @@ def check_access(request: Request) -> None:
         if not presented or not hmac.compare_digest(presented.encode(), token.encode()):
             raise ControlError(
                 401,
-                f"The control API needs the control token: send it in the {TOKEN_HEADER} header "
+                f"{what} needs the control token: send it in the {TOKEN_HEADER} header "
                 "(or as Authorization: Bearer TOKEN).",
                 code="control_token_required",
             )
@@ -84,9 +86,9 @@ def check_access(request: Request) -> None:
     if not is_loopback(settings.host):
         raise ControlError(
             403,
-            f"The control API is disabled: the server listens on {settings.host}, beyond loopback, and no "
+            f"{what} is disabled: the server listens on {settings.host}, beyond loopback, and no "
             "control token is set. Start it with --control-token TOKEN (or TOKENHUB_EMULATOR_CONTROL_TOKEN=TOKEN) "
-            f"and send the token in the {TOKEN_HEADER} header.",
+            f"and send the token in the {TOKEN_HEADER} header{instead}.",
             code="control_api_disabled",
         )
 
@@ -98,7 +100,7 @@ SAME_SITE_FETCHES = frozenset({"same-origin", "none"})  # Sec-Fetch-Site values 
 # or for what the user typed or bookmarked
 
 
-def check_browser(request: Request) -> None:
+def check_browser(request: Request, what: str = "The control API") -> None:
     """Refuse what a web page could make a browser send; see the module docstring."""
     headers = request.headers
     settings = runtime_of(request).settings
@@ -106,19 +108,19 @@ def check_browser(request: Request) -> None:
     if is_loopback(settings.host) and not settings.control_token and not _loopback_name(host):
         raise ControlError(
             403,
-            f"The control API answers only to a loopback host name (localhost, 127.0.0.1, [::1]), not {host!r}.",
+            f"{what} answers only to a loopback host name (localhost, 127.0.0.1, [::1]), not {host!r}.",
             code="host_not_allowed",
         )
     origin = headers.get("origin")
     if origin is not None and origin != f"{request.url.scheme}://{host}":
         raise ControlError(
-            403, f"The control API refuses requests from other origins ({origin!r}).", code="cross_origin_refused"
+            403, f"{what} refuses requests from other origins ({origin!r}).", code="cross_origin_refused"
         )
     fetched_from = headers.get("sec-fetch-site")
     if fetched_from is not None and fetched_from.lower() not in SAME_SITE_FETCHES:
         raise ControlError(
             403,
-            f"The control API refuses requests from other sites (Sec-Fetch-Site: {fetched_from}).",
+            f"{what} refuses requests from other sites (Sec-Fetch-Site: {fetched_from}).",
             code="cross_origin_refused",
         )
     if request.method == "POST" and not _preflighted(request):

@@ -139,6 +139,10 @@ class Engine:
         return [rule for rule, _ in self._rules]
 
     @property
+    def has_rules(self) -> bool:
+        return bool(self._rules)
+
+    @property
     def fallback(self) -> str:
         return self.settings.fallback or "generate"
 

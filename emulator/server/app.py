@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Scope
 from emulator.config import Settings
 from emulator.control import api as control
 from emulator.control import faults as fault_control
+from emulator.control import metrics as metrics_control
 from emulator.errors import ApiError
 from emulator.exchange import Failure
 from emulator.journal import Entry, current_entry
@@ -91,6 +92,8 @@ def routes_for(runtime: Runtime) -> list[BaseRoute]:
     for adapter in runtime.adapters:
         routes.extend(adapter.extra_routes(paths[adapter.protocol]))
     routes.extend(model_routes(runtime))
+    if runtime.metrics is not None:
+        routes.extend(metrics_control.routes())
     routes.append(Mount(CONTROL_PREFIX, routes=[*control.routes(), *fault_control.routes()]))
     return routes
 
@@ -112,6 +115,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
         on_crash=crash_response,
         endpoints={paths[a.protocol]: protocol_endpoint(runtime, a) for a in reversed(runtime.adapters)},
         request_log=RequestLog(runtime),
+        metrics=runtime.metrics,
     )
     app.state.runtime = runtime
     return app

@@ -99,6 +99,7 @@ class Delivery:
         chunked: bool = False,
         on_done: Callable[[bool], None] | None = None,
         on_write: Callable[[], None] | None = None,
+        on_chunk: Callable[[float | None], None] | None = None,
         drained: Any = None,
     ) -> None:
         self.status = status
@@ -113,6 +114,7 @@ class Delivery:
         self.chunked = chunked  # no content-length: the body may be pumped straight to the connection
         self.on_done = on_done  # called with whether the client went away first
         self.on_write = on_write  # called after each part written by the pump
+        self.on_chunk = on_chunk  # called after each part written, with how late it left (None: no planned time)
         self.drained = drained  # the response sent instead, if the server stops before the headers went
         self._draining = False
         self._answered = False  # the drained response went instead
@@ -195,26 +197,36 @@ class Delivery:
         await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
         transport = transport_of(scope) if self.chunked and scope.get("http_version") == "1.1" else None
         if transport is not None:
-            self._pump = _Pump(transport, self.parts, self.on_write)
+            self._pump = _Pump(transport, self.parts, self.on_write, self.on_chunk)
             if self._draining:
                 self._pump.flush()
             return await self._pump.run()
         start = loop.time()
+        on_chunk = self.on_chunk
         for body, offset in self.parts:
             if offset and not self._draining:
                 await self._sleep(start + offset - loop.time())
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            if on_chunk is not None:
+                on_chunk(loop.time() - start - offset if offset and not self._draining else None)
         return True
 
 
 class _Pump:
     """Writes each part at its deadline from loop callbacks, straight to the transport, in chunked framing."""
 
-    def __init__(self, transport: asyncio.Transport, parts: Iterable[Part], on_write: Callable[[], None] | None):
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        parts: Iterable[Part],
+        on_write: Callable[[], None] | None,
+        on_chunk: Callable[[float | None], None] | None = None,
+    ):
         self.loop = asyncio.get_running_loop()
         self.transport = transport
         self.parts = iter(parts)
         self.on_write = on_write
+        self.on_chunk = on_chunk
         self.start = self.loop.time()
         self.pending: Part | None = None
         self.handle: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -244,7 +256,7 @@ class _Pump:
         """Write every part that is due, as one write (a stream with no delays is written in a few writes, not
         one per event); then wait for the next part's deadline, or for a client that fell behind."""
         self.handle = None
-        transport, on_write = self.transport, self.on_write
+        transport, on_write, on_chunk = self.transport, self.on_write, self.on_chunk
         due_now: list[bytes] = []  # parts due, framed, not yet handed to the transport
         size = 0
         try:
@@ -254,9 +266,11 @@ class _Pump:
                     if self.pending is None:
                         break
                 body, offset = self.pending
+                late = None
                 if offset and not self.flushing:
                     due = self.start + offset
-                    if due > self.loop.time() + EARLY_S:
+                    late = self.loop.time() - due
+                    if late < -EARLY_S:
                         self.handle = self.loop.call_at(due, self.step)
                         return
                 if size and size >= WRITE_AT or transport.get_write_buffer_size() + size > MAX_BUFFERED:
@@ -271,6 +285,8 @@ class _Pump:
                 self.pending = None
                 if on_write is not None:
                     on_write()
+                if on_chunk is not None:
+                    on_chunk(late)
         except Exception as error:  # making the next part failed: the response is left unfinished
             if not self.done.done():
                 self.done.set_exception(error)

@@ -4,10 +4,11 @@ Every HTTP request gets, in this order (each once, in one frame):
 
 - its test id taken out of a `/_emulator/t/<test id>/…` URL (emulator/server/url_scope.py);
 - a request id, sent back in the `x-request-id` and `request-id` headers of every response, errors included;
-- a journal entry, unless it is a control API request (`/_emulator/…`): it records the status and headers
-  that went back (the request-id headers included), when the first byte and each streamed chunk left, how
-  long it took, and whether the client went away; once the response is over the entry goes to the request
-  log (emulator/server/request_log.py), which writes its line on the next turn of the event loop;
+- a journal entry, unless it is a control API request (`/_emulator/…`) or a scrape of `/metrics`: it records
+  the status and headers that went back (the request-id headers included), when the first byte and each
+  streamed chunk left, how long it took, and whether the client went away; once the response is over the
+  entry goes to the request log (emulator/server/request_log.py), which writes its line on the next turn of
+  the event loop, and is counted in the metrics (emulator/server/metrics.py);
 - a 500 in the protocol's envelope when anything crashes before the response has started (the exception
   is logged, never sent to the client).
 
@@ -40,6 +41,7 @@ from emulator.ids import uuid4_hex
 from emulator.journal import Entry, Journal, Unread, current_entry, decoded_headers, elapsed_ms
 from emulator.names import CONTROL_PREFIX, REQUEST_ID_HEADERS, SCOPE_PREFIX
 from emulator.server.delivery import Drain
+from emulator.server.metrics import METRICS_PATH, Metrics
 from emulator.server.request_log import RequestLog
 from emulator.server.url_scope import unscoped
 
@@ -98,11 +100,13 @@ class Front(Starlette):
         on_crash: Callable[[Scope], Response],
         endpoints: Mapping[str, Endpoint],
         request_log: RequestLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         posts = [Route(path, _routed(endpoint), methods=["POST"]) for path, endpoint in endpoints.items()]
         super().__init__(routes=[*posts, *routes], exception_handlers=exception_handlers)
         self.journal = journal
         self.request_log = request_log  # told of each finished request: its line is written off this path
+        self.metrics = metrics  # counts each finished request
         self.protocol_for = protocol_for
         self.on_crash = on_crash
         self.endpoints = {path: (endpoint, protocol_for(path)) for path, endpoint in endpoints.items()}
@@ -140,7 +144,7 @@ class Front(Starlette):
 
         endpoint = None
         entry: Entry | None = None
-        if not path.startswith(CONTROL_PREFIX):
+        if not path.startswith(CONTROL_PREFIX) and path != METRICS_PATH:
             raw = scope["headers"]
             if type(raw) is not list:  # as Starlette's Headers does: it need not be a list
                 raw = scope["headers"] = list(raw)
@@ -211,6 +215,8 @@ class Front(Starlette):
                 if entry is not None:
                     entry.duration_ms = elapsed_ms(entry)
                     self.journal.settle(entry)
+                    if self.metrics is not None:
+                        self.metrics.request(entry)
                     if self.request_log is not None:
                         self.request_log.finished(entry)
                 elif self.request_log is not None and control_log.isEnabledFor(logging.DEBUG):
@@ -225,6 +231,11 @@ class Front(Starlette):
                     await send(message)
 
                 await self.on_crash(scope)(scope, receive, send_with_id)
+
+    def stopped(self) -> None:
+        """The server has stopped answering (its open answers ended): the last counts go to the metrics."""
+        if self.metrics is not None:
+            self.metrics.process_exited()
 
     def _handler_for(self, exc: Exception) -> Callable[..., Any] | None:
         exception_handlers, status_handlers = self._handlers

@@ -93,6 +93,9 @@ class GracefulServer(uvicorn.Server):
         finally:
             if handle is not None:
                 handle.cancel()
+            stopped = getattr(_inner_app(self.config), "stopped", None)
+            if stopped is not None:
+                stopped()  # still on the loop: uvicorn may end the process with the signal once it returns
 
 
 def _inner_app(config: uvicorn.Config) -> Any:

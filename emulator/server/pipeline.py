@@ -205,6 +205,13 @@ class Call:
                 self.entry.fault = fault
                 self.runtime.faults.record(self.entry.id, fault)
 
+    def injected(self, rule: FaultRule) -> None:
+        """A fault is applied to this request: journaled, and counted by kind."""
+        self.note("fault", rule.fault.label)
+        metrics = self.runtime.metrics
+        if metrics is not None:
+            metrics.fault(rule.fault.kind)
+
     async def answer(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
         faults, background = runtime.faults, runtime.engine.settings.faults
@@ -242,11 +249,15 @@ class Call:
         if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
             return self.failure_response(outcome, fault if fault and fault.fault.spec.delays_errors else None)
         if fault is not None:
-            self.note("fault", fault.fault.label)
+            self.injected(fault)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
         plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
         if shaped is None:
             shaped = shape(outcome, exchange)
+        metrics = runtime.metrics
+        if metrics is not None:
+            usage = shaped.usage
+            metrics.served_tokens(exchange.protocol, exchange.model, usage.prompt_tokens, usage.completion_tokens)
         if plan.chunk is not None:
             shaped.chunker = plan.chunk.split
         headers = self.headers
@@ -325,6 +336,15 @@ class Call:
             parts, ending = ((encode(event), 0.0) for event in events), "complete"
         else:
             parts, ending = ((encode(event), at) for event, at in plan.schedule(events)), "complete"
+        metrics, on_done, on_chunk = self.runtime.metrics, self.on_stream_done, None
+        if metrics is not None:
+            protocol = self.exchange.protocol
+            on_chunk = metrics.stream_opened(protocol).add
+
+            def on_done(client_left: bool) -> None:
+                metrics.stream_closed(protocol)
+                self.on_stream_done(client_left)
+
         return Delivery(
             200,
             {**SSE_HEADERS, **headers},
@@ -332,8 +352,9 @@ class Call:
             delay=_delay_s(fault),
             ending=ending,
             chunked=True,
-            on_done=self.on_stream_done,
+            on_done=on_done,
             on_write=self.on_stream_write,
+            on_chunk=on_chunk,
         )
 
     def json_response(self, shaped: Shaped, plan: Plan, headers: dict[str, str], fault: FaultRule | None) -> ASGIApp:
@@ -361,7 +382,7 @@ class Call:
     def failure_response(self, failure: Failure, waiting: FaultRule | None) -> ASGIApp:
         runtime, entry = self.runtime, self.entry
         if waiting is not None:
-            self.note("fault", waiting.fault.label)
+            self.injected(waiting)
         if self.headers:
             failure = replace(failure, headers={**self.headers, **failure.headers})
         response = error_response(runtime, self.adapter, failure, entry)
@@ -370,7 +391,7 @@ class Call:
 
     def fault_response(self, rule: FaultRule) -> ASGIApp:
         """A fault that replaces the answer: an HTTP error, or a connection that breaks instead."""
-        self.note("fault", rule.fault.label)
+        self.injected(rule)
         replacement = rule.fault.spec.replacement(rule.fault, self.headers, self.adapter.limit_headers)
         if isinstance(replacement, Failure):
             return error_response(self.runtime, self.adapter, replacement, self.entry)

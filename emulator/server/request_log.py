@@ -250,8 +250,10 @@ class RequestLog:
 
     def finished(self, entry: Entry) -> None:
         """The entry's response is over. Cheap: the line is made later, off the request's path."""
-        if (entry.rule is not None or entry.action not in UNMATCHED_ACTIONS) and not log.isEnabledFor(logging.INFO):
-            return  # below info only misses are logged
+        if not log.isEnabledFor(logging.INFO) and (
+            entry.rule is not None or entry.action not in UNMATCHED_ACTIONS or not self._rules_for(entry.test_id)
+        ):
+            return  # below info only misses are logged, and only while rules are loaded (a warning)
         self._pending.append(entry)
         if not self._scheduled:
             self._scheduled = True
@@ -283,7 +285,7 @@ class RequestLog:
 
     def _rules_for(self, test_id: str) -> bool:
         engine = self.runtime.engine
-        if engine.rules:
+        if engine.has_rules:
             return True
         return bool(test_id and any(s.rules for s in engine.overlay(test_id)))
 

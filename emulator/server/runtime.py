@@ -32,6 +32,7 @@ from emulator.scenarios.problems import Problem
 from emulator.scenarios.regexes import matching
 from emulator.scenarios.schema import Scenario
 from emulator.scenarios.scoped_engine import ScopedEngine
+from emulator.server.metrics import Metrics
 from emulator.state.counters import SharedCounters
 from emulator.state.journal import SharedJournal
 from emulator.state.redis_state import RedisState
@@ -61,6 +62,7 @@ class Runtime:
     scenario_status: ScenarioStatus = field(default_factory=ScenarioStatus)
     faults: FaultBook = field(default_factory=FaultBook)  # run-time faults, counters, what was injected
     shared: RedisState | None = field(default=None, repr=False)  # the state shared with other workers (--state)
+    metrics: Metrics | None = None  # what GET /metrics counts; None: --metrics off
     _limiter: Limiter | None = field(default=None, repr=False)
     _context: tuple[Any, Context] | None = field(default=None, repr=False, compare=False)
 
@@ -84,6 +86,7 @@ class Runtime:
         runtime.faults = FaultBook(seed=settings.seed)
         if settings.state is not None:
             runtime.share(settings.state)
+        runtime.metrics = Metrics() if settings.metrics != "off" else None
         runtime.scenario_status.from_files = len(scenarios)
         engine.on_forget = lambda had_overlay: setattr(runtime, "catalog", catalog_for(engine))
         return runtime
