@@ -19,10 +19,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from emulator import json_steps
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure, Reply
+from emulator.faults.behaviour import Ask
 from emulator.faults.kinds import Hangup
 from emulator.faults.rules import FaultRule, Who
 from emulator.http import json_response, json_text_response, read_json
 from emulator.journal import Entry, elapsed_ms
+from emulator.names import TEST_ID_HEADER
 from emulator.protocols.base import Adapter
 from emulator.ratelimit import Admission, Limiter
 from emulator.scenarios.actions import Decision
@@ -172,7 +174,15 @@ class Call:
         if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
             return self.failure_response(outcome, fault if fault and fault.fault.spec.delays_errors else None)
         if fault is not None:
-            self.note("fault", fault.fault.label)
+            label = fault.fault.label
+            misbehaved = fault.fault.spec.misbehave(fault.fault, outcome, self.ask(fault))
+            if misbehaved is not None:  # the model misbehaves: another reply, shaped anew
+                outcome, shaped = misbehaved.reply, None
+                label = fault.fault.kind + (f" {misbehaved.way}" if misbehaved.way else "")
+                label += "" if misbehaved.applied else " (nothing to break)"
+                if entry is not None:
+                    runtime.faults.record_behaviour(entry.id, misbehaved.detail(fault.fault.kind))
+            self.note("fault", label)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
         plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
         if shaped is None:
@@ -186,6 +196,19 @@ class Call:
         if exchange.stream:
             return self.stream_response(shaped, plan, headers, fault)
         return self.json_response(shaped, plan, headers, fault)
+
+    def ask(self, rule: FaultRule) -> Ask:
+        """What a behaviour fault is given: the request, and a random source seeded by the server seed, the
+        fault, the test id and the body (the same request is broken the same way)."""
+        exchange, generator = self.exchange, self.runtime.engine.generator
+        keys = (rule.id, seed_material(0, exchange.headers.get(TEST_ID_HEADER, ""), exchange.body))
+        return Ask(
+            exchange,
+            generator.rng("misbehave", *keys),
+            generator,
+            protocol_objects_only=self.adapter.tool_input_is_object,
+            keys=keys,
+        )
 
     def decide_within(self, budget: float) -> tuple[Decision, Shaped | None]:
         """The engine's decision in a worker thread, with the whole matching budget; a reply shaped there too
