@@ -26,7 +26,8 @@ from emulator.specparse import INVALID, Collected, Invalid, SpecReader, is_numbe
 from emulator.sse import SseEvent
 from emulator.tokens import split_tokens
 
-TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "tokens_per_second", "jitter", "chunk", "latency_ms")
+TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "tokens_per_second", "jitter", "chunk", "latency_ms", "time_scale")
+MAX_TIME_SCALE = 1000.0
 JITTER_PARAMS: dict[str, tuple[str, str]] = {
     "uniform": ("low", "high"),
     "normal": ("mean", "stddev"),
@@ -45,6 +46,7 @@ HEADERS: dict[str, str] = {
     "x-emulator-jitter": "jitter",
     "x-emulator-chunk-size": "chunk",
     "x-emulator-latency-ms": "latency_ms",
+    "x-emulator-time-scale": "time_scale",
 }
 
 
@@ -121,6 +123,7 @@ class TimingSpec:
     jitter: Jitter | None = None
     chunk: Chunking | None = None
     latency_ms: float | None = None
+    time_scale: float | None = None  # every planned wait is multiplied by it when the plan is carried out
 
     def over(self, base: TimingSpec | None) -> TimingSpec:
         """This layer over a less specific one: what this layer sets wins."""
@@ -153,6 +156,7 @@ class TimingSpec:
             rng=rng,
             chunk=self.chunk,
             latency_ms=self.latency_ms or 0.0,
+            scale=self.time_scale if self.time_scale is not None else 1.0,
         )
 
 
@@ -170,6 +174,7 @@ class Plan:
     rng: random.Random | None = None
     chunk: Chunking | None = None
     latency_ms: float = 0.0
+    scale: float = 1.0  # the time scale: waits are planned as the scenario says and carried out this much longer
 
     @property
     def instant(self) -> bool:
@@ -227,6 +232,8 @@ def parse_timing(reader: SpecReader, data: Mapping[str, Any], where: str = "in t
             values[key] = reader.number(data, key, low=0, unit=" (milliseconds)")
     if "tokens_per_second" in data:
         values["tokens_per_second"] = reader.number(data, "tokens_per_second", low=0, above=True)
+    if "time_scale" in data:
+        values["time_scale"] = reader.number(data, "time_scale", low=0, high=MAX_TIME_SCALE, above=True)
     if "chunk_delay_ms" in data and "tokens_per_second" in data:
         reader.error(data, "tokens_per_second", "give either 'chunk_delay_ms' or 'tokens_per_second', not both")
         values["tokens_per_second"] = INVALID
@@ -308,6 +315,7 @@ HEADER_FORMS = {
     "chunk_delay_ms": "a number of milliseconds ≥ 0",
     "tokens_per_second": "a number > 0",
     "latency_ms": "a number of milliseconds ≥ 0",
+    "time_scale": f"a number > 0 and ≤ {MAX_TIME_SCALE:g}",
     "jitter": "uniform(low, high), normal(mean, stddev), lognormal(mu, sigma) or none",
     "chunk": "N (tokens), 'N tokens', 'N chars' or a JSON list of strings",
 }

@@ -89,7 +89,7 @@ async def resilience_report(request: Request) -> Response:
     runtime = runtime_of(request)
     test_id = test_id_of(request)
     entries = runtime.journal.entries(test_id=test_id)
-    return json_response(resilience.report(entries, runtime.faults.injected, test_id))
+    return json_response(resilience.report(entries, runtime.faults.injected, test_id, runtime.faults.misbehaved))
 
 
 def openapi_paths() -> dict[str, Any]:

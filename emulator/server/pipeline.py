@@ -8,7 +8,7 @@ adapter (emulator/protocols/base.py). The journal entry, when there is one, is h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -33,7 +33,7 @@ from emulator.server.delivery import Delivery
 from emulator.server.runtime import Runtime
 from emulator.server.transport import refusal_of
 from emulator.shaping import Shaped, shape
-from emulator.sse import SSE_HEADERS, encode
+from emulator.sse import SSE_HEADERS, Part, encode
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages
 
@@ -141,6 +141,12 @@ class Call:
 
     async def answer(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
+        guard = runtime.engine.settings_for(exchange).loop_guard or runtime.settings.loop_guard
+        if guard is not None:
+            stop = runtime.loops.check(guard, exchange, entry)
+            if stop is not None:  # a runaway agent: the configured error instead of another turn
+                self.note("loop_stopped")
+                return error_response(runtime, self.adapter, stop, entry)
         faults, background = runtime.faults, runtime.engine.settings.faults
         fault = who = None
         if self.asked_fault is not None or faults.runtime or background:  # else there is nothing to count or draw
@@ -171,8 +177,10 @@ class Call:
             fault = faults.pick([decision.fault], who or Who.of(exchange))
             if fault is not None and not fault.fault.spec.needs_reply:
                 return self.fault_response(fault)
+        timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
         if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
-            return self.failure_response(outcome, fault if fault and fault.fault.spec.delays_errors else None)
+            waiting = fault if fault and fault.fault.spec.delays_errors else None
+            return self.failure_response(outcome, waiting, timing.time_scale)
         if fault is not None:
             label = fault.fault.label
             misbehaved = fault.fault.spec.misbehave(fault.fault, outcome, self.ask(fault))
@@ -183,7 +191,6 @@ class Call:
                 if entry is not None:
                     runtime.faults.record_behaviour(entry.id, misbehaved.detail(fault.fault.kind))
             self.note("fault", label)
-        timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
         plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
         if shaped is None:
             shaped = shape(outcome, exchange)
@@ -232,11 +239,14 @@ class Call:
             parts, ending = ((encode(event), 0.0) for event in events), "complete"
         else:
             parts, ending = ((encode(event), at) for event, at in plan.schedule(events)), "complete"
+        delay = _delay_s(fault)
+        if fault is not None or not plan.instant:  # waits to plan: carried out on the time scale, journaled
+            parts, delay = self.carried_out(parts, delay, plan.scale), delay * plan.scale
         return Delivery(
             200,
             {**SSE_HEADERS, **headers},
             parts,
-            delay=_delay_s(fault),
+            delay=delay,
             ending=ending,
             chunked=True,
             on_done=self.on_stream_done,
@@ -247,10 +257,34 @@ class Call:
         response = json_text_response(self.adapter.render_json(shaped, self.exchange, self.options), headers=headers)
         delay = _delay_s(fault)
         cut = fault.fault.spec.cut_at(fault.fault, len(response.body)) if fault is not None else None
+        if cut is None:
+            delay += plan.latency_ms / 1000
+        delay = self.scaled_wait(delay, plan.scale)
         if cut is not None:
             return Delivery.of(response, delay=delay, cut=cut, on_done=self.on_stream_done)
-        delay += plan.latency_ms / 1000
         return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
+
+    def carried_out(self, parts: Iterator[Part], delay_s: float, scale: float) -> Iterator[Part]:
+        """The parts at their planned offsets times the time scale; the planned times (from the request, as the
+        journal's chunk_times_ms count) noted in the journal entry as each part is taken."""
+        entry = self.entry
+        if entry is not None and scale != 1.0:
+            entry.time_scale = scale
+        planned = entry.planned_ms if entry is not None else None
+        for part, at in parts:
+            if planned is not None:
+                planned.append(round((delay_s + at) * 1000, 3))
+            yield part, at * scale
+
+    def scaled_wait(self, delay_s: float, scale: float | None) -> float:
+        """A wait before a whole reply, on the time scale; the planned wait noted in the journal entry."""
+        if delay_s <= 0:
+            return delay_s
+        if self.entry is not None:
+            self.entry.planned_ms.append(round(delay_s * 1000, 3))
+            if scale is not None and scale != 1.0:
+                self.entry.time_scale = scale
+        return delay_s * (1.0 if scale is None else scale)
 
     def on_stream_write(self) -> None:
         """A chunk the pump wrote past the middleware: the journal times it as its middleware would."""
@@ -265,14 +299,14 @@ class Call:
         if client_left and self.entry is not None:
             self.entry.disconnected = True
 
-    def failure_response(self, failure: Failure, waiting: FaultRule | None) -> ASGIApp:
+    def failure_response(self, failure: Failure, waiting: FaultRule | None, scale: float | None = None) -> ASGIApp:
         runtime, entry = self.runtime, self.entry
         if waiting is not None:
             self.note("fault", waiting.fault.label)
         if self.headers:
             failure = replace(failure, headers={**self.headers, **failure.headers})
         response = error_response(runtime, self.adapter, failure, entry)
-        delay = _delay_s(waiting)
+        delay = self.scaled_wait(_delay_s(waiting), scale)
         return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
 
     def fault_response(self, rule: FaultRule) -> ASGIApp:
