@@ -142,9 +142,7 @@ def behaviour_report(entries: list[Entry], misbehaved: Mapping[int, Mapping[str,
         later = next((e for e in entries[index + 1 :] if (e.test_id, _key(e)) == client), None)
         verdict, why = judge(entry, detail, later)
         label = detail["kind"] + (f" {detail['way']}" if detail.get("way") else "")
-        rows.append(
-            {"entry": entry.id, "test_id": entry.test_id, "fault": label, "client": verdict, "why": why}
-        )
+        rows.append({"entry": entry.id, "test_id": entry.test_id, "fault": label, "client": verdict, "why": why})
     return rows
 
 
