@@ -12,6 +12,7 @@ import jsonschema
 import openai
 import pytest
 
+from emulator.faults.report import render
 from emulator.testing import API_KEY
 from tests.spec import assert_valid, assert_valid_stream, sse_payloads
 
@@ -283,6 +284,26 @@ def test_each_way_breaks_the_offered_schema(tokenhub_emulator: Any, way: str) ->
     assert tokenhub_emulator.last_request.data["fault"] == f"invalid_tool_args {way}"
 
 
+@pytest.mark.parametrize("protocol", ["chat", "responses"])
+def test_arguments_that_are_not_json_reach_the_application_as_sent(tokenhub_emulator: Any, protocol: str) -> None:
+    """The SDKs' stream helpers hand the broken text over; parsing it is the application's business."""
+    json_seen = _seen(tokenhub_emulator, protocol, "invalid_tool_args", False, "invalid_tool_args=not_json")
+    streamed = _seen(tokenhub_emulator, protocol, "invalid_tool_args", True, "invalid_tool_args=not_json")
+    assert json_seen["calls"] == streamed["calls"]  # the same request body: the same corruption, either way
+    [(_, arguments)] = streamed["calls"]
+    with pytest.raises(ValueError):
+        json.loads(arguments)
+
+
+def test_a_bad_way_in_a_scenario_is_a_positioned_error(tokenhub_emulator: Any) -> None:
+    from emulator.testing import EmulatorError
+
+    with pytest.raises(
+        EmulatorError, match=r":3:\d+: 'invalid_tool_args' must be true or one of .*did you mean 'not_json'"
+    ):
+        tokenhub_emulator.load("rules:\n  - reply: {content: hi}\n    fault: {invalid_tool_args: notjson}\n")
+
+
 def test_anthropic_input_is_always_an_object(tokenhub_emulator: Any) -> None:
     """Anthropic sends `input` as an object: not_json cannot happen there, another way breaks the schema."""
     seen = _seen(tokenhub_emulator, "messages", "invalid_tool_args", False, "invalid_tool_args=not_json")
@@ -411,6 +432,7 @@ def test_the_report_says_a_validating_client_re_asked(tokenhub_emulator: Any) ->
     report = _report(tokenhub_emulator)
     [row] = report["behaviour"]
     assert (row["fault"], row["client"]) == ("invalid_tool_args wrong_type", "re-asked"), row
+    assert f"entry {row['entry']}: invalid_tool_args wrong_type — re-asked" in render(report)
     assert report["behaviour_faults"] == {"invalid_tool_args": {"seen": 1, "re-asked": 1}}
     assert report["ok"] is True
 

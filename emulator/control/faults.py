@@ -123,6 +123,15 @@ def openapi_paths() -> dict[str, Any]:
             "gave_up": {"type": "integer"},
             "problems": {"type": "array", "items": {"type": "string"}},
             "ok": {"type": "boolean"},
+            "behaviour": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "each misbehaving answer: entry, fault, what the client did next (retried | "
+                "re-asked | repaired | gave up | passed on) and why",
+            },
+            "behaviour_faults": {"type": "object", "description": "per behaviour kind: seen, and each verdict"},
+            "loops": {"type": "array", "items": {"type": "object"}, "description": "the loop guard's flags"},
+            "loops_stopped": {"type": "integer"},
         },
     }
 

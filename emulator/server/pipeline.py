@@ -206,9 +206,11 @@ class Call:
 
     def ask(self, rule: FaultRule) -> Ask:
         """What a behaviour fault is given: the request, and a random source seeded by the server seed, the
-        fault, the test id and the body (the same request is broken the same way)."""
+        fault, the test id and the body less its stream options (the same request is broken the same way,
+        streamed or not)."""
         exchange, generator = self.exchange, self.runtime.engine.generator
-        keys = (rule.id, seed_material(0, exchange.headers.get(TEST_ID_HEADER, ""), exchange.body))
+        body = {k: v for k, v in exchange.body.items() if k not in ("stream", "stream_options")}
+        keys = (rule.id, seed_material(0, exchange.headers.get(TEST_ID_HEADER, ""), body))
         return Ask(
             exchange,
             generator.rng("misbehave", *keys),
