@@ -462,6 +462,36 @@ def test_the_report_says_retried_and_gave_up(tokenhub_emulator: Any) -> None:
     assert [(r["fault"], r["client"]) for r in rows] == [("wrong_format prose", "retried"), ("empty_reply", "gave up")]
 
 
+def test_the_report_says_repaired_and_re_asked_after_a_refusal(tokenhub_emulator: Any) -> None:
+    client = tokenhub_emulator.openai()
+    ask = [{"role": "user", "content": ASK}]
+    bad = client.chat.completions.create(
+        model="glm-5", messages=ask, tools=CHAT_TOOLS, extra_headers={"x-emulator-fault": "invalid_tool_args"}
+    )
+    call = bad.choices[0].message.tool_calls[0]
+    fixed = {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": EARLIER}}
+    client.chat.completions.create(  # the client fixed the arguments itself and ran the tool on them
+        model="glm-5",
+        tools=CHAT_TOOLS,
+        messages=[
+            *ask,
+            {"role": "assistant", "tool_calls": [fixed]},
+            {"role": "tool", "tool_call_id": call.id, "content": "Sunny"},
+        ],
+    )
+    refused = client.chat.completions.create(model="glm-5", messages=ask, extra_headers={"x-emulator-fault": "refusal"})
+    client.chat.completions.create(
+        model="glm-5",
+        messages=[
+            *ask,
+            {"role": "assistant", "content": refused.choices[0].message.refusal},
+            {"role": "user", "content": "That was not a valid answer: it is only the weather. Try again."},
+        ],
+    )
+    rows = _report(tokenhub_emulator)["behaviour"]
+    assert [r["client"] for r in rows] == ["repaired", "re-asked"], rows
+
+
 PYDANTIC_SCENARIO = """
 rules:
   - when: {tools: {includes: final_result}}

@@ -4,6 +4,10 @@ SDK's retries after a failure are not a loop."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -111,3 +115,25 @@ def test_a_bad_loop_guard_is_a_positioned_error(tokenhub_emulator: Any) -> None:
         tokenhub_emulator.load("settings:\n  loop_guard: {repeats: 5, stop_after: 3}\nrules: []")
     with pytest.raises(EmulatorError, match=r"unknown key 'repeat' in loop_guard; did you mean 'repeats'\?"):
         tokenhub_emulator.load("settings: {loop_guard: {repeat: 5}}\nrules: []")
+
+
+def test_the_serve_flags(tmp_path: Path) -> None:
+    """`--loop-guard-repeats` / `--loop-guard-stop-after` on a server of its own."""
+    scenario = tmp_path / "runaway.yaml"
+    scenario.write_text("rules: [{reply: {tool_calls: [{name: search, arguments: {q: x}}]}}]")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENHUB_EMULATOR_")}
+    command = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--log-level", "warning"]
+    flags = ["--scenario", str(scenario), "--loop-guard-repeats", "2", "--loop-guard-stop-after", "3"]
+    process = subprocess.Popen(
+        [*command, *flags], cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on" in line, line
+        client = openai.OpenAI(base_url=line.rsplit(" ", 1)[-1].strip() + "/v1", api_key="sk-flags", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="came back 4 times in a row"):
+            _agent(client)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
