@@ -121,3 +121,17 @@ def test_time_scale_given_twice_in_settings_is_a_positioned_error(tokenhub_emula
 
     with pytest.raises(EmulatorError, match=r"test_time_scale_given_twice\w*:1:\d+: give 'time_scale' once"):
         tokenhub_emulator.load("settings: {time_scale: 0.5, timing: {time_scale: 0.2}}\nrules: []")
+
+
+@pytest.mark.parametrize(("asked", "expected_ms"), [(None, "1000"), ("true", "100")])
+def test_retry_after_stays_as_sent_unless_asked(scaled: str, asked: str | None, expected_ms: str) -> None:
+    headers = {"authorization": "Bearer sk-test", "x-emulator-fault": "error=429; retry_after_ms=1000"}
+    if asked:
+        headers["x-emulator-scale-retry-after"] = asked
+    answer = httpx.post(
+        scaled + "/v1/chat/completions",
+        headers=headers,
+        json={"model": "glm-5", "messages": [{"role": "user", "content": "pace"}]},
+    )
+    assert answer.status_code == 429
+    assert answer.headers["retry-after-ms"] == expected_ms and answer.headers["retry-after"] == "1"

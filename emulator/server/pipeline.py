@@ -26,7 +26,7 @@ from emulator.http import json_response, json_text_response, read_json
 from emulator.journal import Entry, elapsed_ms
 from emulator.names import TEST_ID_HEADER
 from emulator.protocols.base import Adapter
-from emulator.ratelimit import Admission, Limiter
+from emulator.ratelimit import Admission, Limiter, retry_headers
 from emulator.scenarios.actions import Decision
 from emulator.scenarios.regexes import MoveOffLoop, matching
 from emulator.server.delivery import Delivery
@@ -153,7 +153,7 @@ class Call:
             who = Who.of(exchange)
             fault = faults.before_reply(self.asked_fault, who, background)
             if fault is not None and not fault.fault.spec.needs_reply:
-                return self.fault_response(fault)
+                return self.fault_response(fault, runtime.engine.settings_for(exchange).timing)
         budget = runtime.settings.match_budget_ms / 1000
         shaped: Shaped | None = None
         try:
@@ -176,7 +176,7 @@ class Call:
         if fault is None and decision.fault is not None:
             fault = faults.pick([decision.fault], who or Who.of(exchange))
             if fault is not None and not fault.fault.spec.needs_reply:
-                return self.fault_response(fault)
+                return self.fault_response(fault, decision.timing)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
         if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
             waiting = fault if fault and fault.fault.spec.delays_errors else None
@@ -311,11 +311,16 @@ class Call:
         delay = self.scaled_wait(_delay_s(waiting), scale)
         return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
 
-    def fault_response(self, rule: FaultRule) -> ASGIApp:
-        """A fault that replaces the answer: an HTTP error, or a connection that breaks instead."""
+    def fault_response(self, rule: FaultRule, timing: TimingSpec | None) -> ASGIApp:
+        """A fault that replaces the answer: an HTTP error, or a connection that breaks instead. `timing`: the
+        scenario's (or the rule's), under the request's own and over the flags'."""
         self.note("fault", rule.fault.label)
         replacement = rule.fault.spec.replacement(rule.fault, self.headers, self.adapter.limit_headers)
         if isinstance(replacement, Failure):
+            spec = (self.asked_timing or NO_TIMING).over(timing).over(self.runtime.settings.timing)
+            if spec.retry_after_scale != 1.0 and "retry-after-ms" in replacement.headers:  # asked to scale it
+                seconds = float(replacement.headers["retry-after-ms"]) / 1000 * spec.retry_after_scale
+                replacement = replace(replacement, headers={**replacement.headers, **retry_headers(seconds)})
             return error_response(self.runtime, self.adapter, replacement, self.entry)
         return self.hangup(replacement)
 
