@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_pointed_at_the_emulator(tokenhub_emulator):
     assert reply.choices[0].message.content
 
 
+def test_a_host_the_ini_adds(tokenhub_emulator):
+    socket.create_connection(("llm.internal.example", 443), timeout=1)
+
+
 def test_other_hosts_are_not_blocked():
     with pytest.raises(OSError) as caught:  # refused or unresolvable offline, but not by the guard
         socket.create_connection(("127.0.0.1", 9), timeout=1)
@@ -65,29 +70,24 @@ def outcomes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
 
 
 def test_blocked_network_fails_the_tests_that_reach_a_real_host(tmp_path: Path) -> None:
-    result = run_suite(tmp_path, "--tokenhub-block-network")
+    result = run_suite(tmp_path, "--tokenhub-block-network", ini="tokenhub_blocked_hosts = llm.internal.example")
     assert outcomes(result) == {
         "test_forgot_the_base_url": "FAILED",
         "test_swallowed_the_error": "FAILED",
         "test_pointed_at_the_emulator": "PASSED",
+        "test_a_host_the_ini_adds": "FAILED",
         "test_other_hosts_are_not_blocked": "PASSED",
     }, result.stdout[-3000:]
     out = result.stdout
-    assert "blocked a connection to api.openai.com" in out
-    assert "blocked a connection to api.anthropic.com" in out
+    for host in ("api.openai.com", "api.anthropic.com", "llm.internal.example"):
+        assert f"blocked a connection to {host}, a real LLM API (--tokenhub-block-network)" in out
     url = re.search(r"base_url=(http://127\.0\.0\.1:\d+)/v1", out)
     assert url is not None, out[-3000:]  # the running emulator's own URL: the fix, ready to paste
 
 
-def test_the_ini_option_turns_it_on_and_adds_hosts(tmp_path: Path) -> None:
-    result = run_suite(tmp_path, ini="tokenhub_block_network = true\ntokenhub_blocked_hosts = llm.internal.example")
-    assert outcomes(result)["test_forgot_the_base_url"] == "FAILED"
-    assert "--tokenhub-block-network" in result.stdout
-
-
-def test_off_by_default(tmp_path: Path) -> None:
-    result = run_suite(tmp_path, "-k", "forgot")
-    assert "blocked a connection" not in result.stdout  # it failed (offline) some other way, or reached the host
+def test_off_by_default() -> None:
+    """This suite runs without the option: the plugin has left the socket module alone."""
+    assert socket.getaddrinfo.__module__ == "socket" and socket.socket.connect.__qualname__ == "socket.connect"
 
 
 def test_the_guard_refuses_names_and_addresses_and_restores_the_socket_module() -> None:
@@ -106,3 +106,35 @@ def test_the_guard_refuses_names_and_addresses_and_restores_the_socket_module() 
     finally:
         guard.stop()
     assert (socket.getaddrinfo, socket.socket.connect) == real
+
+
+class _Config:
+    """What the plugin's configure hook reads of a pytest config: options, ini values, the stash."""
+
+    def __init__(self, option: bool | None, ini: dict[str, Any]) -> None:
+        self.option, self.ini, self.stash = option, ini, pytest.Stash()
+
+    def getoption(self, name: str) -> Any:
+        return self.option if name == "--tokenhub-block-network" else None
+
+    def getini(self, name: str) -> Any:
+        return self.ini.get(name, [] if name == "tokenhub_blocked_hosts" else False)
+
+    def addinivalue_line(self, name: str, line: str) -> None:
+        pass  # the markers the hook declares
+
+
+def test_the_ini_turns_it_on_and_adds_hosts() -> None:
+    from emulator import pytest_plugin
+
+    config = _Config(None, {"tokenhub_block_network": True, "tokenhub_blocked_hosts": ["*.llm.internal"]})
+    pytest_plugin.pytest_configure(config)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(BlockedNetworkError, match=r"eu\.llm\.internal.*the tokenhub_emulator fixture's URL"):
+            socket.getaddrinfo("eu.llm.internal", 443)
+    finally:
+        pytest_plugin.pytest_unconfigure(config)  # type: ignore[arg-type]
+    assert socket.getaddrinfo.__module__ == "socket"
+    off = _Config(None, {})
+    pytest_plugin.pytest_configure(off)  # type: ignore[arg-type]
+    assert socket.getaddrinfo.__module__ == "socket"
