@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from emulator.loop_guard import LoopGuard
     from emulator.ratelimit import RateLimits
     from emulator.timing import TimingSpec
 
@@ -35,6 +36,7 @@ class Settings:
     metrics: str = "guarded"  # GET /metrics: guarded (as the control API's access) | open | off (docs/metrics.md)
     timing: TimingSpec | None = None  # timing defaults from flags; scenarios, rules and request headers override
     rate_limits: RateLimits | None = None  # rate limits from flags; a scenario's settings.rate_limits replaces them
+    loop_guard: LoopGuard | None = None  # the agent-loop guard from flags; a scenario's settings.loop_guard wins
     scenario_roots: list[Path] | None = None  # where the control API may load `path` from; None: the folders
     # of `scenarios` (a folder itself, a file's folder)
     # Limits (docs/limits.md; each has a serve flag and a TOKENHUB_EMULATOR_* variable, emulator/cli/limits.py)

@@ -113,7 +113,7 @@ class Entry:
     stream: bool = False
     status: int | None = None
     rule: str | None = None
-    action: str | None = None  # reply | fail | generated | rejected | fault | rate_limited
+    action: str | None = None  # reply | fail | generated | rejected | fault | rate_limited | loop_stopped
     fault: str | None = None  # what was injected, when a fault answered
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None  # the JSON body (kept in part past the journal's body bound), or its text if not JSON
@@ -126,6 +126,9 @@ class Entry:
     duration_ms: float | None = None
     chunk_times_ms: list[float] = field(default_factory=list)  # when each stream event was written
     disconnected: bool = False
+    time_scale: float | None = None  # the time scale the waits were carried out at, when one was set
+    planned_ms: list[float] = field(default_factory=list)  # when each event (or a reply's body) was due, unscaled
+    loop: dict[str, Any] | None = None  # the agent-loop guard's flag: what repeats, how often, whether stopped
     size: int | None = field(default=0, repr=False, compare=False)  # bytes counted by the journal; None: evicted
 
     def as_dict(self) -> dict[str, Any]:
@@ -271,6 +274,9 @@ class Journal:
         entry.duration_ms = None
         entry.chunk_times_ms = []
         entry.disconnected = False
+        entry.time_scale = None
+        entry.planned_ms = []
+        entry.loop = None
         entry.size = ENTRY_BYTES + size
         with self._lock:
             self._entries.append(entry)
@@ -311,7 +317,7 @@ class Journal:
         body = entry.body_bytes
         extra = 0 if body is None else body if body <= self.body_bytes else 2 * self.body_bytes  # a bounded copy's
         # objects weigh about twice its JSON
-        extra += CHUNK_TIME_BYTES * len(entry.chunk_times_ms)
+        extra += CHUNK_TIME_BYTES * (len(entry.chunk_times_ms) + len(entry.planned_ms))
         if entry.error is not None or entry.misses:
             extra += len(str(entry.error)) + len(str(entry.misses))
         if extra and entry.size is not None:

@@ -13,6 +13,9 @@ rule while rules were loaded fails it, with the nearest rules and why each misse
 (`@pytest.mark.tokenhub_allow_unmatched`, or `--tokenhub-allow-unmatched` / ini `tokenhub_allow_unmatched`,
 to allow it). `@pytest.mark.tokenhub_assert_all_used` (or `--tokenhub-assert-all-used` / ini
 `tokenhub_assert_all_used`) also fails a test that left a rule it loaded unused or a sequence unfinished.
+
+`--tokenhub-block-network` (ini `tokenhub_block_network`) makes any connection from the test process to a
+known LLM API host fail, naming the emulator's URL, and fails the test that tried (emulator/network_guard.py).
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from emulator.network_guard import NetworkGuard
     from emulator.testing import EmulatorServer, EmulatorTest
 
 MARKER = "tokenhub_scenario"
 ALLOW_UNMATCHED = "tokenhub_allow_unmatched"
 ASSERT_ALL_USED = "tokenhub_assert_all_used"
+BLOCK_NETWORK = "tokenhub_block_network"
+BLOCKED_HOSTS = "tokenhub_blocked_hosts"
 HANDLE = pytest.StashKey["EmulatorTest"]()
+SERVER = pytest.StashKey["EmulatorServer"]()
+GUARD = pytest.StashKey["NetworkGuard"]()
 URL_TOKEN_VARIABLE = "TOKENHUB_EMULATOR_URL_TOKEN"  # the token of the emulator at --tokenhub-url: no server reads it
 
 
@@ -77,6 +85,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail a test that left a rule it loaded unused, or a sequence with steps left "
         f"(ini: {ASSERT_ALL_USED} = true; per test: @pytest.mark.{ASSERT_ALL_USED})",
     )
+    group.addoption(
+        "--tokenhub-block-network",
+        action="store_true",
+        default=None,
+        help="fail any connection from the tests to a known LLM API host (api.openai.com, api.anthropic.com, the "
+        f"gateways, …), naming the emulator's URL (ini: {BLOCK_NETWORK} = true; more hosts: ini {BLOCKED_HOSTS})",
+    )
+    parser.addini(BLOCK_NETWORK, "block connections to known LLM API hosts (--tokenhub-block-network)", "bool", False)
+    parser.addini(BLOCKED_HOSTS, "more host names or globs to block with --tokenhub-block-network", "linelist", [])
     parser.addini(
         ALLOW_UNMATCHED, "allow requests that match no rule (the strict check is on by default)", "bool", False
     )
@@ -84,6 +101,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    given = config.getoption("--tokenhub-block-network")
+    if given or (given is None and config.getini(BLOCK_NETWORK)):
+        from emulator.network_guard import KNOWN_LLM_HOSTS, NetworkGuard
+
+        guard = NetworkGuard(lambda: _emulator_url(config), (*KNOWN_LLM_HOSTS, *config.getini(BLOCKED_HOSTS)))
+        guard.start()
+        config.stash[GUARD] = guard
     config.addinivalue_line(
         "markers",
         f"{MARKER}(*sources, name=None): load scenarios (a path, YAML text or a dict) for this test only; "
@@ -98,6 +122,19 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    guard = config.stash.get(GUARD, None)
+    if guard is not None:
+        guard.stop()
+
+
+def _emulator_url(config: pytest.Config) -> str:
+    server = config.stash.get(SERVER, None)
+    if server is not None:
+        return str(server.url)
+    return str(config.getoption("--tokenhub-url") or "the tokenhub_emulator fixture's URL")
+
+
 @pytest.fixture(scope="session")
 def tokenhub_emulator_server(request: pytest.FixtureRequest) -> Iterator[EmulatorServer]:
     """The emulator of this session (of this xdist worker): started once, stopped at the end."""
@@ -110,6 +147,7 @@ def tokenhub_emulator_server(request: pytest.FixtureRequest) -> Iterator[Emulato
         url=option("--tokenhub-url"),
         control_token=option("--tokenhub-control-token") if option("--tokenhub-url") else None,
     ).start()
+    request.config.stash[SERVER] = server
     yield server
     server.stop()
 
@@ -157,21 +195,35 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     A test that passed fails with the explanation; a test that failed anyway gets it as a report section,
     next to its assertion.
     """
+    guard = item.config.stash.get(GUARD, None)
+    if guard is not None:
+        guard.take()  # attempts of an earlier phase are that phase's business
     try:
         result = yield
     except BaseException:
         test = item.stash.get(HANDLE, None)
-        if test is not None:
-            problems = _check(item, test)
-            if problems:
-                item.add_report_section("call", "tokenhub-emulator", problems)
+        problems = _check(item, test) if test is not None else ""
+        blocked = _blocked(guard)
+        if problems or blocked:
+            item.add_report_section("call", "tokenhub-emulator", "\n\n".join(p for p in (blocked, problems) if p))
         raise
+    blocked = _blocked(guard)
+    if blocked:  # the client may have swallowed the error (SDKs retry connection errors): the test fails anyway
+        pytest.fail(blocked, pytrace=False)
     test = item.stash.get(HANDLE, None)
     if test is not None:
         problems = _check(item, test)
         if problems:
             pytest.fail(problems, pytrace=False)
     return result
+
+
+def _blocked(guard: NetworkGuard | None) -> str:
+    attempts = guard.take() if guard is not None else []
+    if not attempts:
+        return ""
+    more = f" (and {len(attempts) - 1} more attempt(s))" if len(attempts) > 1 else ""
+    return attempts[0] + more
 
 
 def _check(item: pytest.Item, test: EmulatorTest) -> str:

@@ -26,7 +26,17 @@ from emulator.specparse import INVALID, Collected, Invalid, SpecReader, is_numbe
 from emulator.sse import SseEvent
 from emulator.tokens import split_tokens
 
-TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "tokens_per_second", "jitter", "chunk", "latency_ms")
+TIMING_KEYS = (
+    "ttft_ms",
+    "chunk_delay_ms",
+    "tokens_per_second",
+    "jitter",
+    "chunk",
+    "latency_ms",
+    "time_scale",
+    "scale_retry_after",
+)
+MAX_TIME_SCALE = 1000.0
 JITTER_PARAMS: dict[str, tuple[str, str]] = {
     "uniform": ("low", "high"),
     "normal": ("mean", "stddev"),
@@ -45,6 +55,8 @@ HEADERS: dict[str, str] = {
     "x-emulator-jitter": "jitter",
     "x-emulator-chunk-size": "chunk",
     "x-emulator-latency-ms": "latency_ms",
+    "x-emulator-time-scale": "time_scale",
+    "x-emulator-scale-retry-after": "scale_retry_after",
 }
 
 
@@ -121,6 +133,13 @@ class TimingSpec:
     jitter: Jitter | None = None
     chunk: Chunking | None = None
     latency_ms: float | None = None
+    time_scale: float | None = None  # every planned wait is multiplied by it when the plan is carried out
+    scale_retry_after: bool | None = None  # the retry-after values an error fault sends are scaled too
+
+    @property
+    def retry_after_scale(self) -> float:
+        """What an error fault's retry-after values are multiplied by: 1 unless the scale is asked for them."""
+        return self.time_scale if self.scale_retry_after and self.time_scale is not None else 1.0
 
     def over(self, base: TimingSpec | None) -> TimingSpec:
         """This layer over a less specific one: what this layer sets wins."""
@@ -153,6 +172,7 @@ class TimingSpec:
             rng=rng,
             chunk=self.chunk,
             latency_ms=self.latency_ms or 0.0,
+            scale=self.time_scale if self.time_scale is not None else 1.0,
         )
 
 
@@ -170,6 +190,7 @@ class Plan:
     rng: random.Random | None = None
     chunk: Chunking | None = None
     latency_ms: float = 0.0
+    scale: float = 1.0  # the time scale: waits are planned as the scenario says and carried out this much longer
 
     @property
     def instant(self) -> bool:
@@ -227,6 +248,10 @@ def parse_timing(reader: SpecReader, data: Mapping[str, Any], where: str = "in t
             values[key] = reader.number(data, key, low=0, unit=" (milliseconds)")
     if "tokens_per_second" in data:
         values["tokens_per_second"] = reader.number(data, "tokens_per_second", low=0, above=True)
+    if "time_scale" in data:
+        values["time_scale"] = reader.number(data, "time_scale", low=0, high=MAX_TIME_SCALE, above=True)
+    if "scale_retry_after" in data:
+        values["scale_retry_after"] = reader.boolean(data, "scale_retry_after")
     if "chunk_delay_ms" in data and "tokens_per_second" in data:
         reader.error(data, "tokens_per_second", "give either 'chunk_delay_ms' or 'tokens_per_second', not both")
         values["tokens_per_second"] = INVALID
@@ -308,6 +333,8 @@ HEADER_FORMS = {
     "chunk_delay_ms": "a number of milliseconds ≥ 0",
     "tokens_per_second": "a number > 0",
     "latency_ms": "a number of milliseconds ≥ 0",
+    "time_scale": f"a number > 0 and ≤ {MAX_TIME_SCALE:g}",
+    "scale_retry_after": "true or false",
     "jitter": "uniform(low, high), normal(mean, stddev), lognormal(mu, sigma) or none",
     "chunk": "N (tokens), 'N tokens', 'N chars' or a JSON list of strings",
 }
@@ -352,6 +379,8 @@ def timing_from_strings(given: Mapping[str, tuple[str, str]]) -> TimingSpec:
 
 def _header_to_value(key: str, raw: str) -> Any:
     text = raw.strip()
+    if key == "scale_retry_after":
+        return {"true": True, "false": False}.get(text.lower(), INVALID)
     if key == "jitter":
         if text.lower() == "none":
             return "none"

@@ -236,6 +236,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         metrics=args.metrics,
         timing=traffic.timing_from_args(args),
         rate_limits=traffic.rate_limits_from_args(args),
+        loop_guard=traffic.loop_guard_from_args(args),
         scenario_roots=list(args.scenario_root) if args.scenario_root else None,
         state=args.state or None,
         workers=args.workers,

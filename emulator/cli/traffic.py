@@ -9,7 +9,9 @@ from typing import Any
 
 from emulator.cli.options import FlagError, option
 from emulator.config import env_name
+from emulator.loop_guard import LoopGuard, parse_loop_guard
 from emulator.ratelimit import RateLimits, parse_per_flag
+from emulator.specparse import INVALID, Collected, SpecReader
 from emulator.timing import TimingSpec, TimingValueError, timing_from_strings
 
 # flag → (timing key, help)
@@ -20,6 +22,7 @@ TIMING_FLAGS: dict[str, tuple[str, str]] = {
     "jitter": ("jitter", "added to each wait: uniform(low,high), normal(mean,stddev), lognormal(mu,sigma) (ms)"),
     "chunk-size": ("chunk", "N tokens per chunk, 'N chars', or a JSON list of chunks"),
     "latency-ms": ("latency_ms", "total latency of a non-streamed reply, in milliseconds"),
+    "time-scale": ("time_scale", "multiply every planned wait (TTFT, chunk delays, latency, stalls) by this, e.g. 0.1"),
 }
 LIMIT_FLAGS: dict[str, str] = {
     "rate-limit-requests": "requests per window, per bucket (token bucket)",
@@ -29,6 +32,11 @@ LIMIT_FLAGS: dict[str, str] = {
     "rate-limit-per": "what a bucket is kept per: key,model, key, model or none",
 }
 LIMIT_DEFAULTS = {"rate-limit-window-s": "60", "rate-limit-per": "key,model"}
+LOOP_FLAGS: dict[str, str] = {
+    "loop-guard-repeats": "flag a client that sends the same conversation state, or gets the same tool call, this "
+    "many times in a row (journal and report)",
+    "loop-guard-stop-after": "answer the request after this many repeats with an error (400 agent_loop_detected)",
+}
 
 
 def _setting(flag: str) -> str:
@@ -39,6 +47,9 @@ def add_serve_flags(serve: argparse.ArgumentParser) -> None:
     timing = serve.add_argument_group("timing (request headers x-emulator-* override them per request)")
     for flag, (_, help) in TIMING_FLAGS.items():
         option(serve, f"--{flag}", group=timing, metavar="VALUE", help=help, shown_default="none")
+    loops = serve.add_argument_group("agent-loop guard (a scenario's settings.loop_guard replaces it)")
+    for flag, help in LOOP_FLAGS.items():
+        option(serve, f"--{flag}", group=loops, metavar="N", help=help, shown_default="off")
     limits = serve.add_argument_group("rate limits (a scenario's settings.rate_limits replaces them)")
     for flag, help in LIMIT_FLAGS.items():
         option(serve, f"--{flag}", group=limits, metavar="VALUE", help=help, shown_default=LIMIT_DEFAULTS.get(flag))
@@ -91,3 +102,23 @@ def rate_limits_from_args(args: argparse.Namespace) -> RateLimits | None:
             raise _fail("rate-limit-per", str(error)) from None
     limits = RateLimits(**values)
     return limits if limits.active else None
+
+
+def loop_guard_from_args(args: argparse.Namespace) -> LoopGuard | None:
+    given = {
+        key: getattr(args, _setting(flag))
+        for flag, key in (("loop-guard-repeats", "repeats"), ("loop-guard-stop-after", "stop_after"))
+        if getattr(args, _setting(flag), None) not in (None, "")
+    }
+    if not given:
+        return None
+    values: dict[str, Any] = {}
+    for key, raw in given.items():
+        if not str(raw).isdigit() or int(raw) < 2:
+            raise _fail(f"loop-guard-{key.replace('_', '-')}", f"expected an integer of at least 2, got {raw!r}")
+        values[key] = int(raw)
+    collected = Collected()
+    guard = parse_loop_guard(SpecReader(collected), values)
+    if guard is INVALID:
+        raise _fail("loop-guard-stop-after", collected.messages[0])
+    return guard

@@ -103,7 +103,7 @@ async def resilience_report(request: Request) -> Response:
     injected = runtime.faults.injected
     if runtime.shared is not None:  # what each request was given, as its entry in the shared journal says
         injected = {e.id: e.fault for e in entries if e.fault is not None}
-    return json_response(resilience.report(entries, injected, test_id))
+    return json_response(resilience.report(entries, injected, test_id, runtime.faults.misbehaved))
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -137,6 +137,15 @@ def openapi_paths() -> dict[str, Any]:
             "gave_up": {"type": "integer"},
             "problems": {"type": "array", "items": {"type": "string"}},
             "ok": {"type": "boolean"},
+            "behaviour": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "each misbehaving answer: entry, fault, what the client did next (retried | "
+                "re-asked | repaired | gave up | passed on) and why",
+            },
+            "behaviour_faults": {"type": "object", "description": "per behaviour kind: seen, and each verdict"},
+            "loops": {"type": "array", "items": {"type": "object"}, "description": "the loop guard's flags"},
+            "loops_stopped": {"type": "integer"},
         },
     }
 

@@ -160,7 +160,7 @@ SCHEMAS: dict[str, Any] = {
             "rule": {**NULLABLE_STRING, "description": "the rule that answered (fail_next for an injected failure)"},
             "action": {
                 **NULLABLE_STRING,
-                "description": "reply | fail | generated | rejected | fault | rate_limited",
+                "description": "reply | fail | generated | rejected | fault | rate_limited | loop_stopped",
             },
             "fault": {**NULLABLE_STRING, "description": "the fault injected, when one answered"},
             "headers": {"type": "object", "description": "request headers, keys masked"},
@@ -176,6 +176,16 @@ SCHEMAS: dict[str, Any] = {
             "duration_ms": {"type": ["number", "null"]},
             "chunk_times_ms": {"type": "array", "items": {"type": "number"}},
             "disconnected": {"type": "boolean"},
+            "time_scale": {"type": ["number", "null"], "description": "the time scale the waits were carried out at"},
+            "planned_ms": {
+                "type": "array",
+                "items": {"type": "number"},
+                "description": "when each event (or a reply's body) was due by the timing plan, unscaled",
+            },
+            "loop": {
+                "type": ["object", "null"],
+                "description": "the agent-loop guard's flag: kind, repeats, what, first, stopped",
+            },
         },
         required=["id", "time", "method", "path", "protocol", "test_id", "status", "rule", "action", "misses"],
         closed=False,

@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from emulator.errors import ApiError
 from emulator.faults.rules import FaultRule, Who, header_to_mapping, parse_fault_mapping
@@ -29,6 +30,7 @@ class FaultBook:
         self.runtime: dict[str, FaultRule] = {}
         self.started = time.monotonic()
         self.injected: dict[int, str] = {}  # journal entry id → label of the fault it got
+        self.misbehaved: dict[int, dict[str, Any]] = {}  # journal entry id → what a behaviour fault sent
         self._counts: dict[tuple[str, str], int] = {}
         self._rngs: dict[tuple[str, str], random.Random] = {}
         self._headers: dict[str, FaultRule] = {}
@@ -113,12 +115,19 @@ class FaultBook:
         if len(self.injected) > INJECTED_KEPT:
             del self.injected[next(iter(self.injected))]
 
+    def record_behaviour(self, entry_id: int, detail: dict[str, Any]) -> None:
+        """What a behaviour fault sent in a journaled request (the bad calls, the bad text), for the report."""
+        self.misbehaved[entry_id] = detail
+        if len(self.misbehaved) > INJECTED_KEPT:
+            del self.misbehaved[next(iter(self.misbehaved))]
+
     def reset(self, test_id: str | None = None) -> None:
         with self._lock:
             if test_id is None:
                 self._counts.clear()
                 self._rngs.clear()
                 self.injected.clear()
+                self.misbehaved.clear()
                 self.started = time.monotonic()
             else:
                 for slot in [s for s in self._counts if s[1] == test_id]:

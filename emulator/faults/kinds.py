@@ -2,32 +2,35 @@
 
 A kind that replaces the answer (an HTTP error, a transport fault) says what goes instead; a kind that breaks
 a reply says how: a wait before the headers (`latency`), a cut body (`truncate`), a broken stream (the
-mid-stream kinds, emulator/faults/effects.py). The pipeline (emulator/server/pipeline.py) asks the kind; it
+mid-stream kinds, emulator/faults/effects.py), or a model that misbehaves (the behaviour kinds,
+emulator/faults/behaviour.py: the reply itself changed before it is rendered). The pipeline (emulator/server/pipeline.py) asks the kind; it
 never names one. A new kind is one row in KINDS and, if no class here does what it does, one class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from emulator.exchange import Failure
-from emulator.faults import effects
+from emulator.exchange import Failure, Reply
+from emulator.faults import behaviour, effects
 from emulator.ratelimit import LimitHeaders, exhausted_headers, retry_headers
 from emulator.sse import Ending, Part, SseEvent, encode
 
 HANG_LIMIT_S = 600.0  # a hang ends (the connection is closed) if the client has not given up by then
 DEFAULT_RETRY_AFTER_S = {429: 1.0}
 
-Value = Literal["flag", "status", "ms", "count", "status_or_flag"]
+Value = Literal["flag", "status", "ms", "count", "status_or_flag", "way_or_flag"]
 Applies = Literal["any", "stream", "json"]
+Needs = Literal["tools", "json_format", "earlier_calls"]  # what a request must have for a behaviour kind
 
 
 @dataclass(frozen=True)
 class Fault:
     kind: str
     value: float | None = None  # status, milliseconds or a count, as the kind says
+    way: str | None = None  # how a behaviour fault misbehaves, for the kinds that can in several ways
     after: int | None = None  # events sent before a mid-stream fault strikes
     retry_after_ms: float | None = None
     should_retry: bool | None = None
@@ -41,7 +44,9 @@ class Fault:
     @property
     def label(self) -> str:
         """Short and stable: `error 429`, `reset`, `stall 2000ms after 3`."""
-        if self.value is None or self.spec.value == "flag":
+        if self.way is not None:
+            text = f"{self.kind} {self.way}"
+        elif self.value is None or self.spec.value in ("flag", "way_or_flag"):
             text = self.kind
         elif self.spec.value == "ms":
             text = f"{self.kind} {self.value:g}ms"
@@ -79,6 +84,14 @@ class Kind:
     def delays_errors(self) -> bool:
         """Whether it still applies when the scenario answers with an error (only a wait does)."""
         return False
+
+    def fits(self, stream: bool, offers_tools: bool, json_format: bool, earlier_calls: bool) -> bool:
+        """Whether it can break this request's reply: a stream, a JSON body, and what a behaviour kind needs."""
+        return self.applies == "any" or (self.applies == "stream") == stream
+
+    def misbehave(self, fault: Fault, reply: Reply, ask: behaviour.Ask) -> behaviour.Misbehaviour | None:
+        """The reply as the misbehaving model gives it (behaviour kinds); None: the kind leaves replies be."""
+        return None
 
     def replacement(self, fault: Fault, limit_headers: Mapping[str, str], family: LimitHeaders) -> Failure | Hangup:
         """What is sent instead of the answer (kinds that do not need a reply)."""
@@ -187,6 +200,30 @@ class StreamKind(Kind):
         return self.breaks(fault, schedule, event), self.ending
 
 
+@dataclass(frozen=True)
+class BehaviourKind(Kind):
+    """The model misbehaves: the reply the rule or the generator produced is changed before it is rendered, in
+    every protocol's own shape. `ways` are the values the kind takes besides `true`; `needs` what the request
+    must have (tools offered, JSON asked, an earlier tool call) for the kind to apply."""
+
+    ways: tuple[str, ...] = ()
+    needs: Needs | None = None
+
+    def fits(self, stream: bool, offers_tools: bool, json_format: bool, earlier_calls: bool) -> bool:
+        return {None: True, "tools": offers_tools, "json_format": json_format, "earlier_calls": earlier_calls}[
+            self.needs
+        ]
+
+    def misbehave(self, fault: Fault, reply: Reply, ask: behaviour.Ask) -> behaviour.Misbehaviour:
+        act = behaviour.BEHAVIOURS[self.name][0]
+        return act(reply, replace(ask, way=fault.way, message=fault.message))
+
+
+def _behaviour(name: str, needs: Needs | None = None, options: tuple[str, ...] = ()) -> BehaviourKind:
+    ways = tuple(behaviour.BEHAVIOURS[name][1])
+    return BehaviourKind(name, "way_or_flag" if ways else "flag", "any", options, ways=ways, needs=needs)
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -227,6 +264,16 @@ KINDS: dict[str, Kind] = {
         StreamKind(
             "no_terminator", "flag", "stream", breaks=lambda fault, schedule, _: effects.without_last(schedule)
         ),
+        _behaviour("invalid_tool_args", "tools"),
+        _behaviour("unknown_tool"),
+        _behaviour("wrong_format", "json_format"),
+        _behaviour("refusal", options=("message",)),
+        _behaviour("content_filter"),
+        _behaviour("truncated"),
+        _behaviour("repeat_tool_call", "earlier_calls"),
+        _behaviour("empty_reply"),
+        _behaviour("reasoning_only"),
     )
 }
+BEHAVIOUR_KINDS = tuple(name for name, kind in KINDS.items() if isinstance(kind, BehaviourKind))
 FAULT_KINDS = tuple(KINDS)

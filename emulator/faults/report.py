@@ -6,7 +6,8 @@ waited before each (from the end of the failed response to the next request, on 
 whether that was at least the `retry-after-ms` / `retry-after` it was sent, how the waits grew, whether a
 non-retryable error (a 4xx other than 408, 409, 429) was retried, whether the client gave up, and what it
 saw last. A client is in trouble (`ok: false`) when it retried sooner than told or retried a non-retryable
-error.
+error, when it passed a misbehaving model's answer on (emulator/faults/judge.py), or when it looped (the
+agent-loop guard's flags in the journal).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.faults.judge import PASSED_ON, behaviour_report
+from emulator.faults.kinds import BEHAVIOUR_KINDS
 from emulator.journal import Entry
 
 RETRY_COUNT_HEADER = "x-stainless-retry-count"
 RETRYABLE_4XX = frozenset({408, 409, 429})
 # faults whose request got an answer in the end (the client was merely slowed down)
-HARMLESS_FAULTS = frozenset({"latency", "stall"})
+# and the behaviour faults: the exchange itself succeeded (judge.py says what the client made of the answer)
+HARMLESS_FAULTS = frozenset({"latency", "stall", *BEHAVIOUR_KINDS})
 TOLERANCE_MS = 1.0  # clock rounding between the two journal timestamps
 
 
@@ -179,9 +183,17 @@ def chains_of(entries: Iterable[Entry], injected: Mapping[int, str]) -> list[Cha
     return chains
 
 
-def report(entries: Iterable[Entry], injected: Mapping[int, str], test_id: str | None = None) -> dict[str, Any]:
+def report(
+    entries: Iterable[Entry],
+    injected: Mapping[int, str],
+    test_id: str | None = None,
+    misbehaved: Mapping[int, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The whole report, as JSON-ready data."""
+    entries = list(entries)
     chains = [chain.report() for chain in chains_of(entries, injected)]
+    behaviour = behaviour_report([e for e in entries if e.protocol is not None], misbehaved or {})
+    loops: list[dict[str, Any]] = [{"entry": e.id, "test_id": e.test_id, "loop": e.loop} for e in entries if e.loop]
     faults: dict[str, dict[str, int]] = {}
     for chain in chains:
         attempts = chain["attempts"]
@@ -207,11 +219,29 @@ def report(entries: Iterable[Entry], injected: Mapping[int, str], test_id: str |
                 f"chain {number} ({chain['request']}): attempt {attempt} retried "
                 f"'{chain['attempts'][attempt - 2]['outcome']}', which is not retryable"
             )
+    for row in behaviour:
+        if row["client"] == PASSED_ON:
+            problems.append(f"entry {row['entry']}: the client passed on the model's '{row['fault']}': {row['why']}")
+    behaviour_seen: dict[str, dict[str, int]] = {}
+    for row in behaviour:
+        counts = behaviour_seen.setdefault(row["fault"].split()[0], {"seen": 0})
+        counts["seen"] += 1
+        counts[row["client"]] = counts.get(row["client"], 0) + 1
+    stopped = sum(1 for loop in loops if loop["loop"].get("stopped"))
+    problems.extend(
+        f"entry {loop['entry']}: {'stopped: ' if loop['loop'].get('stopped') else ''}{loop['loop']['what']}"
+        for loop in loops
+        if loop["loop"].get("first")
+    )
     return {
         "test_id": test_id,
         "requests": sum(len(chain["attempts"]) for chain in chains),
         "chains": chains,
         "faults": faults,
+        "behaviour": behaviour,
+        "behaviour_faults": behaviour_seen,
+        "loops": loops,
+        "loops_stopped": stopped,
         "retries": sum(chain["retries"] for chain in chains),
         "gave_up": sum(chain["gave_up"] for chain in chains),
         "problems": problems,
@@ -246,6 +276,12 @@ def render(data: Mapping[str, Any]) -> str:
                 f"  {name}: {counts['seen']} seen, {counts['retried']} retried, "
                 f"{counts['honored_retry_after']} retried after the retry-after"
             )
+    if data.get("behaviour"):
+        lines.append("misbehaving model answers, and what the client did next:")
+        lines.extend(f"  entry {row['entry']}: {row['fault']} — {row['client']} ({row['why']})" for row in data["behaviour"])
+    if data.get("loops"):
+        lines.append("agent loops:")
+        lines.extend(f"  entry {loop['entry']}: {loop['loop']['what']}" for loop in data["loops"])
     if data["problems"]:
         lines.append("problems:")
         lines.extend(f"  - {problem}" for problem in data["problems"])

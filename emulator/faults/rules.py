@@ -23,6 +23,7 @@ from emulator.specparse import INVALID, Collected, SpecReader, header_value, is_
 FAULT_OPTIONS = ("after", "retry_after", "retry_after_ms", "should_retry", "message", "bytes")
 FAULT_PATTERNS = ("probability", "first", "every", "window", "model", "key", "test_id")
 FAULT_KEYS = FAULT_KINDS + FAULT_OPTIONS + FAULT_PATTERNS
+WORD_VALUES = ("flag", "status_or_flag", "way_or_flag")  # the kinds a fault may be written as, by name alone
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Who:
     key: str
     test_id: str
     stream: bool
+    offers_tools: bool = False
+    json_format: bool = False  # the request asks for JSON (`json_object` / `json_schema`)
+    earlier_calls: bool = False  # the conversation holds an assistant tool call
 
     @classmethod
     def of(cls, exchange: Exchange) -> Who:
@@ -43,6 +47,9 @@ class Who:
             exchange.api_key,
             exchange.headers.get(TEST_ID_HEADER, ""),
             exchange.stream,
+            bool(exchange.tools),
+            exchange.response_format.type != "text",
+            any(m.tool_calls for m in exchange.messages),
         )
 
 
@@ -85,15 +92,14 @@ class FaultRule:
     source: str = "scenario"  # rule | scenario | runtime | header
 
     def applies_to(self, who: Who) -> bool:
-        applies = self.fault.spec.applies
-        if applies == "stream" and not who.stream or applies == "json" and who.stream:
+        if not self.fault.spec.fits(who.stream, who.offers_tools, who.json_format, who.earlier_calls):
             return False
         return self.pattern.admits(who)
 
     def as_dict(self) -> dict[str, Any]:
         fault = self.fault
         data: dict[str, Any] = {"id": self.id, "source": self.source, "label": fault.label}
-        data[fault.kind] = True if fault.spec.value == "flag" or fault.value is None else fault.value
+        data[fault.kind] = fault.way or (True if fault.spec.value == "flag" or fault.value is None else fault.value)
         for name in ("after", "should_retry", "message", "bytes"):
             if getattr(fault, name) is not None:
                 data[name] = getattr(fault, name)
@@ -116,8 +122,8 @@ def parse_fault(
     value = container[key]
     if isinstance(value, str):
         kind = KINDS.get(value)
-        if kind is None or kind.value not in ("flag", "status_or_flag"):
-            flags = [k.name for k in KINDS.values() if k.value in ("flag", "status_or_flag")]
+        if kind is None or kind.value not in WORD_VALUES:
+            flags = [k.name for k in KINDS.values() if k.value in WORD_VALUES]
             hint = suggestion(value, FAULT_KINDS)
             return reader.error(
                 container, key, f"a fault written as a word must be {words(flags)}, got {shown(value)}{hint}"
@@ -155,6 +161,8 @@ def parse_fault_mapping(
     pattern = parse_pattern(reader, data)
     if not ok or INVALID in (value, options, pattern):
         return INVALID
+    if isinstance(value, str):  # a behaviour kind's way
+        return FaultRule(fault_id, Fault(kind.name, way=value, **options), pattern, source)
     return FaultRule(fault_id, Fault(kind.name, value, **options), pattern, source)
 
 
@@ -164,8 +172,14 @@ def _kind_value(reader: SpecReader, data: Mapping[str, Any], kind: Kind) -> Any:
         if raw is True:
             return None
         return reader.error(data, name, f"'{name}' must be true, got {shown(raw)}")
-    if kind.value == "status_or_flag" and raw is True:
+    if kind.value in ("status_or_flag", "way_or_flag") and raw is True:
         return None
+    if kind.value == "way_or_flag":
+        ways: tuple[str, ...] = getattr(kind, "ways", ())
+        if raw in ways:
+            return raw
+        hint = suggestion(raw, ways) if isinstance(raw, str) else ""
+        return reader.error(data, name, f"'{name}' must be true or one of {words(ways)}, got {shown(raw)}{hint}")
     if kind.value in ("status", "status_or_flag"):
         status = reader.integer(data, name, 400, 599)
         return INVALID if status is INVALID else float(status)

@@ -796,6 +796,7 @@ class MessagesAdapter(Adapter):
     sdk_path = "/v1/messages"
     sdk_models_path = "/v1/models"
     overload_status = 529  # Anthropic's `overloaded_error`
+    tool_input_is_object = True  # a tool_use block's `input` is an object: arguments are never broken JSON
 
     def __init__(self, threads: ThreadStore | None = None) -> None:
         self.cache = PromptCache()

@@ -46,6 +46,7 @@ class Adapter:
     sdk_path: str  # what that SDK appends to its base URL: "/chat/completions", "/v1/messages"
     sdk_models_path: str = "/models"  # what that SDK appends to list the models
     overload_status: int = 500  # the status a mid-stream error event reports when the fault names none
+    tool_input_is_object: bool = False  # tool-call arguments go out as a JSON object, never as text
 
     def base_path(self, paths: Mapping[str, str]) -> str:
         """Where its SDK's base URL points, on a profile with these `paths` (the server's root not included)."""

@@ -91,6 +91,7 @@ def merged_settings(scenarios: Sequence[Scenario], fallback: str | None = None) 
         timing=next((s.timing for s in settings if s.timing), None),
         faults=tuple(fault for s in settings for fault in s.faults),
         rate_limits=next((s.rate_limits for s in settings if s.rate_limits), None),
+        loop_guard=next((s.loop_guard for s in settings if s.loop_guard), None),
         profile=next((s.profile for s in settings if s.profile), None),
         api_keys=tuple(dict.fromkeys(key for s in settings for key in s.api_keys)),
     )

@@ -12,7 +12,13 @@ from emulator.profiles import PROFILES
 from emulator.scenarios.checks import INVALID, Checker, shown, suggestion
 from emulator.scenarios.matchers import ALWAYS
 from emulator.scenarios.parse_actions import parse_action
-from emulator.scenarios.parse_extras import background_faults, rate_limits_at, timing_at
+from emulator.scenarios.parse_extras import (
+    background_faults,
+    loop_guard_at,
+    rate_limits_at,
+    spec_reader,
+    timing_at,
+)
 from emulator.scenarios.parse_when import parse_when
 from emulator.scenarios.problems import Pos, Problem, ProblemLog, ScenarioError
 from emulator.scenarios.schema import (
@@ -26,6 +32,8 @@ from emulator.scenarios.schema import (
     ScenarioSettings,
 )
 from emulator.scenarios.yamlpos import YList, YMap, load_yaml, to_plain
+from emulator.specparse import INVALID as SPEC_INVALID
+from emulator.timing import MAX_TIME_SCALE, TimingSpec
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -233,8 +241,11 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
     sentences = _sentences(check, data["sentences"], data.at("sentences")) if "sentences" in data else None
     tool_calls = _generate(check, data["generate"], data.at("generate")) if "generate" in data else None
     timing = timing_at(check, data) if "timing" in data else None
+    if "time_scale" in data:
+        timing = _with_time_scale(check, data, timing)
     faults = background_faults(check, data, stem) if "faults" in data else ()
     rate_limits = rate_limits_at(check, data) if "rate_limits" in data else None
+    loop_guard = loop_guard_at(check, data) if "loop_guard" in data else None
     profile = (
         check.choice(data["profile"], data.at("profile"), "'profile'", tuple(PROFILES)) if "profile" in data else None
     )
@@ -247,9 +258,20 @@ def _settings(check: Checker, value: Any, pos: Pos, stem: str = "") -> ScenarioS
         timing=None if timing is INVALID else timing,
         faults=() if faults is INVALID else faults,
         rate_limits=None if rate_limits is INVALID else rate_limits,
+        loop_guard=None if loop_guard is INVALID else loop_guard,
         profile=None if profile is INVALID else profile,
         api_keys=() if api_keys is INVALID else api_keys,
     )
+
+
+def _with_time_scale(check: Checker, data: YMap, timing: Any) -> Any:
+    """`settings.time_scale` is the scenario's timing's `time_scale`, written where a reader looks for it."""
+    scale = spec_reader(check).number(data, "time_scale", low=0, high=MAX_TIME_SCALE, above=True)
+    if isinstance(timing, TimingSpec) and timing.time_scale is not None:
+        return check.error(data.at("time_scale"), "give 'time_scale' once: in settings or in settings.timing")
+    if scale is SPEC_INVALID or timing is INVALID:
+        return INVALID
+    return TimingSpec(time_scale=float(scale)).over(timing)
 
 
 def _generate(check: Checker, value: Any, pos: Pos) -> Any:

@@ -1,4 +1,4 @@
-"""`timing:` and `fault:` (on rules and sequence steps) and `settings.timing / faults / rate_limits`.
+"""`timing:` and `fault:` (on rules and sequence steps) and `settings.timing / faults / rate_limits / loop_guard`.
 
 The specs are read by the same parsers as request headers and control API bodies (emulator.timing,
 emulator.faults.rules, emulator.ratelimit); here each problem gets the file position of the key or value at fault.
@@ -6,9 +6,11 @@ emulator.faults.rules, emulator.ratelimit); here each problem gets the file posi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from emulator.faults.rules import parse_fault
+from emulator.loop_guard import parse_loop_guard
 from emulator.ratelimit import parse_rate_limits
 from emulator.scenarios.checks import INVALID, Checker, shown
 from emulator.scenarios.problems import Pos
@@ -56,9 +58,17 @@ def background_faults(check: Checker, data: YMap, stem: str) -> Any:
     return INVALID if SPEC_INVALID in rules else tuple(rules)
 
 
+def loop_guard_at(check: Checker, data: YMap) -> Any:
+    return _mapping_spec(check, data, "loop_guard", parse_loop_guard)
+
+
 def rate_limits_at(check: Checker, data: YMap) -> Any:
-    value = data["rate_limits"]
+    return _mapping_spec(check, data, "rate_limits", parse_rate_limits)
+
+
+def _mapping_spec(check: Checker, data: YMap, key: str, parse: Callable[[SpecReader, Any], Any]) -> Any:
+    value = data[key]
     if not isinstance(value, YMap):
-        return check.error(data.at("rate_limits"), f"'rate_limits' must be a mapping, got {shown(value)}")
-    limits = parse_rate_limits(spec_reader(check), value)
-    return INVALID if limits is SPEC_INVALID else limits
+        return check.error(data.at(key), f"'{key}' must be a mapping, got {shown(value)}")
+    spec = parse(spec_reader(check), value)
+    return INVALID if spec is SPEC_INVALID else spec

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator.faults.rules import FAULT_KEYS, FaultRule
+from emulator.loop_guard import LOOP_GUARD_KEYS, LoopGuard
 from emulator.protocols.registry import PROTOCOLS
 from emulator.ratelimit import RATE_LIMIT_KEYS, RateLimits
 from emulator.scenarios.actions import Action
@@ -25,8 +26,10 @@ KEYS: dict[str, tuple[str, ...]] = {
         "sentences",
         "generate",
         "timing",
+        "time_scale",
         "faults",
         "rate_limits",
+        "loop_guard",
         "profile",
         "api_keys",
     ),
@@ -66,6 +69,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "chunk": CHUNK_UNITS,
     "fault": FAULT_KEYS,
     "rateLimits": RATE_LIMIT_KEYS,
+    "loopGuard": LOOP_GUARD_KEYS,
 }
 TEXT_KINDS: tuple[TextKind, ...] = ("equals", "contains", "starts_with", "ends_with", "regex")
 ANSWERS = ("reply", "fail", "sequence")  # a rule has one of these …
@@ -103,6 +107,7 @@ class ScenarioSettings:
     timing: TimingSpec | None = None
     faults: tuple[FaultRule, ...] = ()  # background faults: every scenario's apply
     rate_limits: RateLimits | None = None
+    loop_guard: LoopGuard | None = None
     profile: str | None = None  # the gateway to be, read when the server starts (a --profile flag wins)
     api_keys: tuple[str, ...] = ()  # keys accepted; every scenario's and the --api-key flags' together
 

@@ -20,7 +20,7 @@ from emulator.exchange import Exchange, Failure
 from emulator.names import TEST_ID_HEADER
 from emulator.scenarios.actions import Decision
 from emulator.scenarios.engine import Engine, RuleMiss
-from emulator.scenarios.schema import DeclaredModel, Rule, Scenario
+from emulator.scenarios.schema import DeclaredModel, Rule, Scenario, ScenarioSettings
 
 if TYPE_CHECKING:
     from emulator.generate import Generator
@@ -154,6 +154,11 @@ class ScopedEngine(Engine):
                 return Decision(queued.popleft())
         engine = self._for(exchange)
         return engine.decide(exchange) if engine else super().decide(exchange)
+
+    def settings_for(self, exchange: Exchange) -> ScenarioSettings:
+        """The settings a request sees: its test's scenarios' (over the shared ones), else the shared ones."""
+        engine = self._for(exchange)
+        return engine.settings if engine else self.settings
 
     def match(self, exchange: Exchange) -> Rule | None:
         engine = self._for(exchange)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -20,20 +20,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from emulator import json_steps
 from emulator.errors import ApiError
 from emulator.exchange import Exchange, Failure, Reply
+from emulator.faults.behaviour import Ask
 from emulator.faults.kinds import Hangup
 from emulator.faults.rules import FaultRule, Who
 from emulator.http import json_response, json_text_response, read_json
 from emulator.journal import Entry, elapsed_ms
 from emulator.names import TEST_ID_HEADER
 from emulator.protocols.base import Adapter
-from emulator.ratelimit import Admission, Limiter
+from emulator.ratelimit import Admission, Limiter, retry_headers
 from emulator.scenarios.actions import Decision
 from emulator.scenarios.regexes import MoveOffLoop, matching
 from emulator.server.delivery import Delivery
 from emulator.server.runtime import Runtime
 from emulator.server.transport import refusal_of
 from emulator.shaping import Shaped, shape
-from emulator.sse import SSE_HEADERS, encode
+from emulator.sse import SSE_HEADERS, Part, encode
 from emulator.state import faults as shared_faults
 from emulator.state import limits as shared_limits
 from emulator.state.conversations import fetch_continued, share
@@ -205,15 +206,21 @@ class Call:
                 self.entry.fault = fault
                 self.runtime.faults.record(self.entry.id, fault)
 
-    def injected(self, rule: FaultRule) -> None:
-        """A fault is applied to this request: journaled, and counted by kind."""
-        self.note("fault", rule.fault.label)
+    def injected(self, rule: FaultRule, label: str | None = None) -> None:
+        """A fault is applied to this request: journaled (as `label`, by default the fault's), counted by kind."""
+        self.note("fault", label or rule.fault.label)
         metrics = self.runtime.metrics
         if metrics is not None:
             metrics.fault(rule.fault.kind)
 
     async def answer(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
+        guard = runtime.engine.settings_for(exchange).loop_guard or runtime.settings.loop_guard
+        if guard is not None:
+            stop = runtime.loops.check(guard, exchange, entry)
+            if stop is not None:  # a runaway agent: the configured error instead of another turn
+                self.note("loop_stopped")
+                return error_response(runtime, self.adapter, stop, entry)
         faults, background = runtime.faults, runtime.engine.settings.faults
         fault = who = None
         if self.asked_fault is not None or faults.runtime or background:  # else there is nothing to count or draw
@@ -226,7 +233,7 @@ class Call:
             if fault is not None and not fault.fault.spec.needs_reply:
                 if runtime.shared is not None:  # the faults this worker holds are still the shared ones
                     await runtime.shared.current(runtime)
-                return self.fault_response(fault)
+                return self.fault_response(fault, runtime.engine.settings_for(exchange).timing)
         budget = runtime.settings.match_budget_ms / 1000
         if runtime.shared is None:
             decision, shaped = await self.decide(budget)
@@ -245,12 +252,21 @@ class Call:
             else:
                 fault = await shared_faults.pick(runtime.shared, faults, [decision.fault], who)
             if fault is not None and not fault.fault.spec.needs_reply:
-                return self.fault_response(fault)
-        if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
-            return self.failure_response(outcome, fault if fault and fault.fault.spec.delays_errors else None)
-        if fault is not None:
-            self.injected(fault)
+                return self.fault_response(fault, decision.timing)
         timing = (self.asked_timing or NO_TIMING).over(decision.timing).over(runtime.settings.timing)
+        if isinstance(outcome, Failure):  # a fault that breaks replies leaves an error be; a wait still applies
+            waiting = fault if fault and fault.fault.spec.delays_errors else None
+            return self.failure_response(outcome, waiting, timing.time_scale)
+        if fault is not None:
+            label = fault.fault.label
+            misbehaved = fault.fault.spec.misbehave(fault.fault, outcome, self.ask(fault))
+            if misbehaved is not None:  # the model misbehaves: another reply, shaped anew
+                outcome, shaped = misbehaved.reply, None
+                label = fault.fault.kind + (f" {misbehaved.way}" if misbehaved.way else "")
+                label += "" if misbehaved.applied else " (nothing to break)"
+                if entry is not None:
+                    runtime.faults.record_behaviour(entry.id, misbehaved.detail(fault.fault.kind))
+            self.injected(fault, label)
         plan = timing.plan(lambda: seed_material(runtime.settings.seed, Who.of(exchange).test_id, exchange.body))
         if shaped is None:
             shaped = shape(outcome, exchange)
@@ -314,6 +330,21 @@ class Call:
         finally:
             given_counts.reset(given)
 
+    def ask(self, rule: FaultRule) -> Ask:
+        """What a behaviour fault is given: the request, and a random source seeded by the server seed, the
+        fault, the test id and the body less its stream options (the same request is broken the same way,
+        streamed or not)."""
+        exchange, generator = self.exchange, self.runtime.engine.generator
+        body = {k: v for k, v in exchange.body.items() if k not in ("stream", "stream_options")}
+        keys = (rule.id, seed_material(0, exchange.headers.get(TEST_ID_HEADER, ""), body))
+        return Ask(
+            exchange,
+            generator.rng("misbehave", *keys),
+            generator,
+            protocol_objects_only=self.adapter.tool_input_is_object,
+            keys=keys,
+        )
+
     def decide_within(self, budget: float) -> tuple[Decision, Shaped | None]:
         """The engine's decision in a worker thread, with the whole matching budget; a reply shaped there too
         (its token counts are the other long part)."""
@@ -345,11 +376,14 @@ class Call:
                 metrics.stream_closed(protocol)
                 self.on_stream_done(client_left)
 
+        delay = _delay_s(fault)
+        if fault is not None or not plan.instant:  # waits to plan: carried out on the time scale, journaled
+            parts, delay = self.carried_out(parts, delay, plan.scale), delay * plan.scale
         return Delivery(
             200,
             {**SSE_HEADERS, **headers},
             parts,
-            delay=_delay_s(fault),
+            delay=delay,
             ending=ending,
             chunked=True,
             on_done=on_done,
@@ -361,10 +395,34 @@ class Call:
         response = json_text_response(self.adapter.render_json(shaped, self.exchange, self.options), headers=headers)
         delay = _delay_s(fault)
         cut = fault.fault.spec.cut_at(fault.fault, len(response.body)) if fault is not None else None
+        if cut is None:
+            delay += plan.latency_ms / 1000
+        delay = self.scaled_wait(delay, plan.scale)
         if cut is not None:
             return Delivery.of(response, delay=delay, cut=cut, on_done=self.on_stream_done)
-        delay += plan.latency_ms / 1000
         return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
+
+    def carried_out(self, parts: Iterator[Part], delay_s: float, scale: float) -> Iterator[Part]:
+        """The parts at their planned offsets times the time scale; the planned times (from the request, as the
+        journal's chunk_times_ms count) noted in the journal entry as each part is taken."""
+        entry = self.entry
+        if entry is not None and scale != 1.0:
+            entry.time_scale = scale
+        planned = entry.planned_ms if entry is not None else None
+        for part, at in parts:
+            if planned is not None:
+                planned.append(round((delay_s + at) * 1000, 3))
+            yield part, at * scale
+
+    def scaled_wait(self, delay_s: float, scale: float | None) -> float:
+        """A wait before a whole reply, on the time scale; the planned wait noted in the journal entry."""
+        if delay_s <= 0:
+            return delay_s
+        if self.entry is not None:
+            self.entry.planned_ms.append(round(delay_s * 1000, 3))
+            if scale is not None and scale != 1.0:
+                self.entry.time_scale = scale
+        return delay_s * (1.0 if scale is None else scale)
 
     def on_stream_write(self) -> None:
         """A chunk the pump wrote past the middleware: the journal times it as its middleware would."""
@@ -379,21 +437,26 @@ class Call:
         if client_left and self.entry is not None:
             self.entry.disconnected = True
 
-    def failure_response(self, failure: Failure, waiting: FaultRule | None) -> ASGIApp:
+    def failure_response(self, failure: Failure, waiting: FaultRule | None, scale: float | None = None) -> ASGIApp:
         runtime, entry = self.runtime, self.entry
         if waiting is not None:
             self.injected(waiting)
         if self.headers:
             failure = replace(failure, headers={**self.headers, **failure.headers})
         response = error_response(runtime, self.adapter, failure, entry)
-        delay = _delay_s(waiting)
+        delay = self.scaled_wait(_delay_s(waiting), scale)
         return Delivery.of(response, delay=delay, on_done=self.on_stream_done) if delay > 0 else response
 
-    def fault_response(self, rule: FaultRule) -> ASGIApp:
-        """A fault that replaces the answer: an HTTP error, or a connection that breaks instead."""
+    def fault_response(self, rule: FaultRule, timing: TimingSpec | None) -> ASGIApp:
+        """A fault that replaces the answer: an HTTP error, or a connection that breaks instead. `timing`: the
+        scenario's (or the rule's), under the request's own and over the flags'."""
         self.injected(rule)
         replacement = rule.fault.spec.replacement(rule.fault, self.headers, self.adapter.limit_headers)
         if isinstance(replacement, Failure):
+            spec = (self.asked_timing or NO_TIMING).over(timing).over(self.runtime.settings.timing)
+            if spec.retry_after_scale != 1.0 and "retry-after-ms" in replacement.headers:  # asked to scale it
+                seconds = float(replacement.headers["retry-after-ms"]) / 1000 * spec.retry_after_scale
+                replacement = replace(replacement, headers={**replacement.headers, **retry_headers(seconds)})
             return error_response(self.runtime, self.adapter, replacement, self.entry)
         return self.hangup(replacement)
 

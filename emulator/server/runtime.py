@@ -21,6 +21,7 @@ from emulator.faults.book import FaultBook
 from emulator.generate import Generator
 from emulator.http import dumps
 from emulator.journal import SECRET_HEADERS, Entry, Journal
+from emulator.loop_guard import LoopWatch
 from emulator.names import SCOPE_PREFIX
 from emulator.profiles import DEFAULT_PROFILE, PROFILES, Catalog, CatalogModel, Profile
 from emulator.protocols import registry
@@ -63,6 +64,7 @@ class Runtime:
     faults: FaultBook = field(default_factory=FaultBook)  # run-time faults, counters, what was injected
     shared: RedisState | None = field(default=None, repr=False)  # the state shared with other workers (--state)
     metrics: Metrics | None = None  # what GET /metrics counts; None: --metrics off
+    loops: LoopWatch = field(default_factory=LoopWatch)  # the agent-loop guard's memory of each client
     _limiter: Limiter | None = field(default=None, repr=False)
     _context: tuple[Any, Context] | None = field(default=None, repr=False, compare=False)
 
@@ -131,6 +133,7 @@ class Runtime:
             self.catalog = catalog_for(self.engine)
         self.journal.clear(test_id)
         self.faults.reset(test_id)
+        self.loops.reset(test_id)
         if test_id is None and self._limiter is not None:
             self._limiter.reset()
         for adapter in self.adapters:
