@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
-from tests.test_anthropic_messages import FIXTURE, WEATHER_TOOL, create, http, post, stream_events
+from tests.helpers.anthropic import FIXTURE, WEATHER_TOOL, create, http, post, stream_events
+from tests.helpers.servers import RunningServer, start_server, stop_server
 
 EPHEMERAL = {"type": "ephemeral"}
 LONG_SYSTEM = "You are a professional weather query assistant. " * 40

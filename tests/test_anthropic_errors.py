@@ -16,8 +16,8 @@ from emulator.exchange import Failure
 from emulator.profiles import PROFILES, Catalog
 from emulator.protocols.anthropic_messages import MessagesAdapter
 from emulator.protocols.base import Context
-from tests.conftest import SCENARIOS, RunningServer, start_server, stop_server
-from tests.test_anthropic_messages import ERROR, FIXTURE, SDK_ERROR_TYPES, WEATHER_TOOL, http, post, sdk, strict_parse
+from tests.helpers.anthropic import ERROR, FIXTURE, SDK_ERROR_TYPES, WEATHER_TOOL, http, post, sdk, strict_parse
+from tests.helpers.servers import SCENARIOS, RunningServer, start_server, stop_server
 
 USER = [{"role": "user", "content": "Hello"}]
 

@@ -10,8 +10,8 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import SCENARIOS, RunningServer, start_server, stop_server
-from tests.test_anthropic_messages import MESSAGE, WEATHER_TOOL, create, post, strict_parse
+from tests.helpers.anthropic import MESSAGE, WEATHER_TOOL, create, post, strict_parse
+from tests.helpers.servers import SCENARIOS, RunningServer, start_server, stop_server
 
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
 DOCUMENT = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Some notes."}}

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from tests.spec import assert_valid, assert_valid_stream, sse_payloads
+from tests.helpers.spec import assert_valid, assert_valid_stream, sse_payloads
 
 USER = [{"role": "user", "content": "Tell me something about lighthouses."}]
 

@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from tests.spec import assert_valid, assert_valid_stream, sse_payloads
+from tests.helpers.spec import assert_valid, assert_valid_stream, sse_payloads
 
 
 def raw_create(client: openai.OpenAI, **params):

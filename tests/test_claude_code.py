@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from emulator.testing import EmulatorTest
-from tests.claude_code import VERSION, installed_claude
+from tests.helpers.claude_code import VERSION, installed_claude
 
 RUN_TIMEOUT_S = 120
 GREETING = {

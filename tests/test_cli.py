@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT, SCENARIOS
+from tests.helpers.servers import ROOT, SCENARIOS
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

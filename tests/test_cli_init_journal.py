@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, RunningServer, start_server, stop_server
+from tests.helpers.servers import ROOT, RunningServer, start_server, stop_server
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from emulator.cli.main import _parser, main
-from tests.conftest import ROOT
+from tests.helpers.servers import ROOT
 
 SUBCOMMANDS = ("serve", "validate", "init", "journal", "record", "report")
 

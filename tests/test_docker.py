@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -16,40 +15,8 @@ import venv
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-
-DOCKERFILE = ROOT / "Dockerfile"
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    result: list[tuple[str, str]] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if line.strip().startswith("#") or not line.strip():
-            continue
-        pending += line.rstrip()
-        if pending.endswith("\\"):
-            pending = pending[:-1] + " "
-            continue
-        word, _, rest = pending.strip().partition(" ")
-        result.append((word.upper(), " ".join(rest.split())))
-        pending = ""
-    return result
-
-
-def final_stage() -> list[tuple[str, str]]:
-    steps = instructions()
-    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
-    return steps[last_from:]
-
-
-def image_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for word, args in final_stage():
-        if word == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(args))
-    return env
+from tests.helpers.docker import DOCKERFILE, final_stage, image_env, instructions
+from tests.helpers.servers import ROOT
 
 
 def test_two_slim_stages_and_a_small_final_image():
@@ -167,7 +134,7 @@ def test_the_compose_tests_service_keeps_its_token_from_the_servers_the_suite_st
     are configured by their flags, whatever TOKENHUB_EMULATOR_* the suite runs under."""
     import yaml
 
-    from tests.conftest import start_server, stop_server
+    from tests.helpers.servers import start_server, stop_server
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     environment = compose["services"]["tests"]["environment"]

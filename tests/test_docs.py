@@ -33,7 +33,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, own_environment
+from tests.helpers.servers import ROOT, own_environment
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?:<!-- docs-test: (?P<kind>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<text>.*?)^```\n", re.M | re.S)
@@ -370,7 +370,7 @@ def check_synopsis(block: Block, session: Session) -> None:
 def check_docker(block: Block, session: Session) -> None:
     """No Docker engine here: tests/test_docker.py runs the image's entrypoint and health check; the facts these
     commands rely on are checked against the Dockerfile."""
-    from tests.test_docker import final_stage, image_env
+    from tests.helpers.docker import final_stage, image_env
 
     text = block.text
     assert "docker build -t tokenhub-emulator ." in text

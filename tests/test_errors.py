@@ -5,8 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.conftest import ROOT, start_server, stop_server
-from tests.spec import assert_valid
+from tests.helpers.servers import ROOT, start_server, stop_server
+from tests.helpers.spec import assert_valid
 
 FIXTURES = ROOT / "tests" / "fixtures"
 MESSAGES = [{"role": "user", "content": "hi"}]

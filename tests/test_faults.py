@@ -21,7 +21,7 @@ from emulator.faults.rules import FaultRule, Pattern, Who, header_to_mapping, pa
 from emulator.ratelimit import anthropic_limit_headers, openai_limit_headers
 from emulator.scenarios import ScenarioError, parse_scenario
 from emulator.sse import SseEvent
-from tests.conftest import ROOT, RunningServer, start_server, stop_server
+from tests.helpers.servers import ROOT, RunningServer, start_server, stop_server
 
 SCHEMA = Draft202012Validator(json.loads((ROOT / "emulator" / "data" / "scenario.schema.json").read_text()))
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 from packaging.version import Version
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.helpers.servers import RunningServer, start_server, stop_server
 
 SCENARIO = """
 rules:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.helpers.servers import RunningServer, start_server, stop_server
 
 KEY = {"authorization": "Bearer sk-test"}
 CHAT = {"model": "glm-5", "messages": [{"role": "user", "content": "hi"}]}

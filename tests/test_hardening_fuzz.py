@@ -25,10 +25,10 @@ from starlette.testclient import TestClient
 
 from emulator.config import Settings
 from emulator.server.app import build_app
-from tests.conftest import SCENARIOS
-from tests.test_fuzz import VALID_CHAT as RICH_CHAT
-from tests.test_fuzz import VALID_RESPONSES as RICH_RESPONSES
-from tests.test_fuzz import field_paths, json_values, replaced
+from tests.helpers.fuzz import VALID_CHAT as RICH_CHAT
+from tests.helpers.fuzz import VALID_RESPONSES as RICH_RESPONSES
+from tests.helpers.fuzz import field_paths, json_values, replaced
+from tests.helpers.servers import SCENARIOS
 
 HEADERS = {"authorization": "Bearer sk-fuzz", "content-type": "application/json"}
 VALID_MESSAGES: dict[str, Any] = {

@@ -16,7 +16,7 @@ from emulator.config import Settings
 from emulator.generate import Generator
 from emulator.scenarios import ScenarioError, parse_scenario
 from emulator.server.app import build_app
-from tests.conftest import ROOT
+from tests.helpers.servers import ROOT
 
 KEY = {"authorization": "Bearer sk-test"}
 

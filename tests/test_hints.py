@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from emulator.config import Settings
 from emulator.scenarios import ScenarioError, parse_scenario
 from emulator.server.app import build_app
-from tests.conftest import ROOT
+from tests.helpers.servers import ROOT
 
 
 def not_found(profile: str, path: str) -> dict:

@@ -8,7 +8,7 @@ import re
 from emulator.cli.limits import LIMIT_FLAGS
 from emulator.cli.main import _parser
 from emulator.config import env_name
-from tests.conftest import ROOT
+from tests.helpers.servers import ROOT
 
 LIMITS = (ROOT / "docs" / "limits.md").read_text(encoding="utf-8")
 

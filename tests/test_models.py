@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, start_server, stop_server
-from tests.spec import assert_valid
+from tests.helpers.servers import ROOT, start_server, stop_server
+from tests.helpers.spec import assert_valid
 
 DOCUMENTED_CATALOG = {
     "deepseek-v3.2",

@@ -21,7 +21,7 @@ from emulator.ratelimit import (
     retry_headers,
     rfc3339,
 )
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.helpers.servers import RunningServer, start_server, stop_server
 
 
 @pytest.mark.parametrize(

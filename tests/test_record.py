@@ -13,7 +13,7 @@ import openai
 import pytest
 import yaml
 
-from tests.conftest import ROOT, RunningServer, start_server, stop_server
+from tests.helpers.servers import ROOT, RunningServer, start_server, stop_server
 
 UPSTREAM_SCENARIO = """
 settings:

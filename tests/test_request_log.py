@@ -24,7 +24,7 @@ from emulator.scenarios import parse_scenario
 from emulator.server.app import build_app
 from emulator.server.request_log import ExplainBudget, RequestLog, line_of
 from emulator.server.runtime import Runtime
-from tests.conftest import ROOT
+from tests.helpers.servers import ROOT
 
 SCENARIO = """\
 rules:

@@ -14,7 +14,7 @@ import pytest
 
 from emulator.faults.report import backoff_shape, render, report
 from emulator.journal import Entry, Journal
-from tests.conftest import ROOT, RunningServer, start_server, stop_server
+from tests.helpers.servers import ROOT, RunningServer, start_server, stop_server
 
 BODY = {"model": "glm-5", "messages": [{"role": "user", "content": "hi"}]}
 

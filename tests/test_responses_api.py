@@ -9,20 +9,9 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.conftest import start_server, stop_server
-from tests.spec import assert_valid
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Obtains the weather information for a specified city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string", "description": "City name, e.g. Beijing"}},
-        "required": ["city"],
-    },
-}
-WEATHER_RESULT = json.dumps({"weather": "sunny", "temperature": 26, "humidity": 40})
+from tests.helpers.responses import WEATHER_RESULT, WEATHER_TOOL
+from tests.helpers.servers import start_server, stop_server
+from tests.helpers.spec import assert_valid
 
 
 def raw_create(client: openai.OpenAI, **params):

@@ -9,9 +9,9 @@ import openai
 import pytest
 
 from emulator.protocols.responses_store import ResponseStore, StoredResponse
-from tests.conftest import RunningServer, start_server, stop_server
-from tests.spec import assert_valid
-from tests.test_responses_api import WEATHER_RESULT, WEATHER_TOOL
+from tests.helpers.responses import WEATHER_RESULT, WEATHER_TOOL
+from tests.helpers.servers import RunningServer, start_server, stop_server
+from tests.helpers.spec import assert_valid
 
 
 def post(server: RunningServer, body: dict, path: str = "/v1/responses", **headers: str):
@@ -314,7 +314,7 @@ def test_store_reset_by_test_id():
 
 @pytest.fixture(scope="module")
 def cloudbase() -> Iterator[RunningServer]:
-    from tests.conftest import SCENARIOS
+    from tests.helpers.servers import SCENARIOS
 
     running = start_server("--profile", "cloudbase", "--scenario", str(SCENARIOS))
     yield running

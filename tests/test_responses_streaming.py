@@ -11,8 +11,8 @@ from emulator.exchange import Failure
 from emulator.profiles import PROFILES, Catalog
 from emulator.protocols.base import Context
 from emulator.protocols.openai_responses import ResponseEvents, ResponsesAdapter
-from tests.spec import assert_valid, assert_valid_stream, sse_payloads
-from tests.test_responses_api import WEATHER_RESULT, WEATHER_TOOL
+from tests.helpers.responses import WEATHER_RESULT, WEATHER_TOOL
+from tests.helpers.spec import assert_valid, assert_valid_stream, sse_payloads
 
 
 def stream_events(server, **request: Any) -> tuple[str, list[dict[str, Any]]]:

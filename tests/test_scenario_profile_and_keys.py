@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.scenarios import ScenarioError, parse_scenario
-from tests.conftest import start_server, stop_server
+from tests.helpers.servers import start_server, stop_server
 
 SCENARIO = """
 settings:

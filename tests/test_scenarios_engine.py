@@ -21,6 +21,7 @@ from emulator.scenarios import (
     merged_settings,
     parse_scenario,
 )
+from tests.helpers.scenarios import ask
 
 CALL_ID = re.compile(r"call_[a-z0-9]{24}")
 
@@ -55,15 +56,6 @@ def engine(*texts: str, fallback: str | None = None) -> Engine:
     return Engine(scenarios, generator=StandInGenerator(), fallback=fallback, reply_generator=fallback_reply)
 
 
-def ask(*texts: str, tools: tuple[Tool, ...] = (), headers: dict[str, str] | None = None, **fields: Any) -> Exchange:
-    messages = []
-    for index, text in enumerate(texts):
-        if index:
-            messages.append(Message("assistant", "ok"))
-        messages.append(Message("user", text))
-    return Exchange(
-        protocol="chat", model="glm-5", messages=messages, tools=list(tools), headers=headers or {}, **fields
-    )
 
 
 def reply_of(outcome: Reply | Failure) -> Reply:

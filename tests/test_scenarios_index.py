@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from emulator.generate import Generator
 from emulator.scenarios import Engine, parse_scenario
-from tests.test_scenarios_engine import ask
+from tests.helpers.scenarios import ask
 
 RULES = """
 rules:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.conftest import SCENARIOS, start_server, stop_server
+from tests.helpers.servers import SCENARIOS, start_server, stop_server
 
 
 def ask(client: openai.OpenAI, text: str, test_id: str):

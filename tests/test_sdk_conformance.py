@@ -30,7 +30,7 @@ from openai.types.chat import completion_create_params as chat_params
 from openai.types.responses import response_create_params as responses_params
 
 from emulator.testing import EmulatorServer
-from tests.sdk_samples import Sampler, fields, members, tag, union_cases
+from tests.helpers.sdk_samples import Sampler, fields, members, tag, union_cases
 
 VERSIONS_FILE = Path(__file__).with_name("sdk_versions.json")
 MODEL = "glm-5"

@@ -8,7 +8,7 @@ import json
 import anthropic
 import pytest
 
-from tests.conftest import SCENARIOS, start_server, stop_server
+from tests.helpers.servers import SCENARIOS, start_server, stop_server
 
 SCENARIO = SCENARIOS / "08-three-protocols-tool-flow.yaml"
 RESULT = {"temperature": "25℃", "weather": "sunny"}

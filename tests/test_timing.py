@@ -21,7 +21,7 @@ from emulator.scenarios import ScenarioError, parse_scenario
 from emulator.server.delivery import Delivery
 from emulator.sse import SseEvent, encode
 from emulator.timing import HEADERS, Chunking, Jitter, TimingSpec, seed_material, timing_from_headers
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.helpers.servers import RunningServer, start_server, stop_server
 
 # ---------------------------------------------------------------- plans
 

@@ -10,7 +10,7 @@ import pytest
 from emulator.config import Settings
 from emulator.server.runtime import Runtime
 from emulator.server.watch import ScenarioFilter, reload
-from tests.conftest import start_server, stop_server
+from tests.helpers.servers import start_server, stop_server
 
 RULE = "rules:\n  - name: ping\n    when: {{last_user: ping}}\n    reply: {{content: {answer}}}\n"
 BROKEN = "rules:\n  - name: ping\n    when: {last_usr: ping}\n    reply: {content: broken}\n"

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-EXTRACT = Path(__file__).resolve().parent / "spec" / "openai-schemas.json"
+EXTRACT = Path(__file__).resolve().parent.parent / "spec" / "openai-schemas.json"
 
 
 @functools.cache
