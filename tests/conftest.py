@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers.servers import SCENARIOS, RunningServer, start_server, stop_server
 
-collect_ignore = ["docs"]  # files the documentation's examples use (tests/test_docs.py), not tests of this suite
+collect_ignore = ["docs"]  # files the documentation's examples use (tests/e2e/test_docs.py), not tests of this suite
 
 
 @pytest.fixture(scope="session")
