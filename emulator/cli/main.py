@@ -13,19 +13,18 @@ from emulator.cli import limits as cli_limits
 from emulator.cli import record, traffic
 from emulator.cli import report as cli_report
 from emulator.cli.options import (
-    PORT,
     FlagError,
     Parser,
+    add_log_flags,
+    add_server_flags,
     apply_environment,
     choice,
-    host,
     integer,
     option,
     text,
 )
-from emulator.config import LOG_LEVELS, Settings, env_name
+from emulator.config import Settings, env_name
 from emulator.profiles import PROFILES
-from emulator.server.request_log import LOG_FORMATS
 
 FALLBACKS = ("generate", "error")
 PROG = "tokenhub-emulator"
@@ -35,30 +34,6 @@ def _path(value: str) -> Path:
     if not value.strip():
         raise ValueError("expected a file or folder")
     return Path(value)
-
-
-def add_log_flags(parser: argparse.ArgumentParser) -> None:
-    option(
-        parser,
-        "--log-level",
-        default="info",
-        check=choice(LOG_LEVELS),
-        metavar="LEVEL",
-        help=f"what to log: {', '.join(LOG_LEVELS)}",
-    )
-    option(
-        parser,
-        "--log-format",
-        default="text",
-        check=choice(LOG_FORMATS),
-        metavar="FORMAT",
-        help="text (uvicorn's style, coloured on a terminal) or json (one object a line, for CI)",
-    )
-
-
-def add_server_flags(parser: argparse.ArgumentParser) -> None:
-    option(parser, "--host", default="127.0.0.1", check=host, metavar="ADDRESS", help="address to bind")
-    option(parser, "--port", default=8000, check=PORT, metavar="N", help="port to bind; 0 picks a free one")
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

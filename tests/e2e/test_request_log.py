@@ -17,9 +17,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.request_log import SCENARIO
 from tests.helpers.servers import ROOT
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("log") / "demo.yaml"
+    path.write_text(SCENARIO)
+    return path
 
 
 class Server:

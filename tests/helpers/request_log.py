@@ -1,10 +1,6 @@
-"""The request-log tests' scenario: one hit, one miss, one fault, one stream; a module-scoped file of it."""
+"""The request-log tests' scenario: one hit, one miss, one fault, one stream."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
 
 SCENARIO = """\
 rules:
@@ -18,11 +14,4 @@ rules:
     when: {last_user: busy}
     fault: {error: 429}
 """
-
-
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("log") / "demo.yaml"
-    path.write_text(SCENARIO)
-    return path
 
