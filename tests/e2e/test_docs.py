@@ -406,7 +406,7 @@ def check_claude_code(block: Block, session: Session) -> None:
     """Claude Code itself is run by tests/e2e/test_claude_code.py, with these variables; here: the variables are
     the ones it is given there, and the model answers."""
     assigned = dict(re.findall(r"(\w+)=(\S+)", block.text))
-    harness = (ROOT / "tests" / "test_claude_code.py").read_text() + (ROOT / "tests" / "claude_code.py").read_text()
+    harness = (ROOT / "tests" / "e2e" / "test_claude_code.py").read_text() + (ROOT / "tests" / "helpers" / "claude_code.py").read_text()
     for name in assigned:
         assert name in harness, f"{block.where}: {name} is not what tests/e2e/test_claude_code.py sets"
     url = session.server()

@@ -1,6 +1,6 @@
 """The conformance sweep: what the installed openai and anthropic SDKs can send, the emulator accepts.
 
-The requests are made from the SDKs' own typed create-params (tests/sdk_samples.py walks the TypedDicts): one
+The requests are made from the SDKs' own typed create-params (tests/helpers/sdk_samples.py walks the TypedDicts): one
 request per top-level field, one per member of the message, content-block, tool, tool-choice and format unions,
 for Chat Completions, Responses and Messages (and the beta Messages surface the agent SDKs and tool runners use).
 Each is sent with the SDK itself and must be answered 200, and each reply must validate against the SDK's own
