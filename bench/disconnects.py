@@ -18,7 +18,7 @@ Two server forms, the same app:
 - `thread`: the app under uvicorn with the CLI's HTTP protocol class, in a thread of this process, so that
   `asyncio.all_tasks(loop)` of the server's loop can be read: it must be back to what it was.
 
-The CI short form is tests/test_hardening_disconnects.py, which imports this module.
+The CI short form is tests/e2e/test_hardening_disconnects.py, which imports this module.
 """
 
 from __future__ import annotations
@@ -450,7 +450,7 @@ def report_cli(m: dict[str, Any]) -> bool:
     )
     print(
         f"  server log: {len(found)} tracebacks, {known} of them ClientDisconnect (a client that left mid-upload: "
-        f"a known bug, tests/test_hardening_disconnects.py); health after: {m['health']}"
+        f"a known bug, tests/e2e/test_hardening_disconnects.py); health after: {m['health']}"
     )
     ok = fds1 <= fds0 and still_open == 0 and m["health"] == "ok" and set(m["outcomes"]) == {"left"}
     return ok and len(found) == known

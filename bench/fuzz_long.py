@@ -5,7 +5,7 @@
 
 Starts two `tokenhub-emulator serve` processes on loopback (as a user does) — one for the protocol endpoints,
 one for the control API, since fuzzing the control API switches faults and failures on — and runs
-tests/test_hardening_fuzz.py against them (TOKENHUB_FUZZ_URL, TOKENHUB_FUZZ_CONTROL_URL, TOKENHUB_FUZZ_EXAMPLES):
+tests/unit/server/test_hardening_fuzz.py against them (TOKENHUB_FUZZ_URL, TOKENHUB_FUZZ_CONTROL_URL, TOKENHUB_FUZZ_EXAMPLES):
 every endpoint's hypothesis tests, chat and responses field by field included, and schemathesis on the control
 API's OpenAPI document. Afterwards both servers must still answer /_emulator/health and their logs must hold no
 traceback.
@@ -26,7 +26,7 @@ import disconnects  # noqa: E402 - bench/disconnects.py: CliServer
 
 ROOT = Path(__file__).resolve().parent.parent
 # Bugs with a strict xfail test that says how to fix them; their tracebacks do not fail the run.
-KNOWN = ("Exceeds the limit (4300 digits) for integer string conversion",)  # tests/test_hardening_fuzz.py: huge-int
+KNOWN = ("Exceeds the limit (4300 digits) for integer string conversion",)  # tests/unit/server/test_hardening_fuzz.py: huge-int
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             "TOKENHUB_FUZZ_EXAMPLES": str(args.examples),
         }
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "-p", "no:cacheprovider"]
-        command += ["-x"] * args.x + ["tests/test_hardening_fuzz.py"]
+        command += ["-x"] * args.x + ["tests/unit/server/test_hardening_fuzz.py"]
         print("$ " + " ".join(command), flush=True)
         result = subprocess.run(command, cwd=ROOT, env=env)
         alive = all(

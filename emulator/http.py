@@ -27,6 +27,7 @@ def json_text_response(text: str, status: int = 200, headers: Mapping[str, str] 
     return JsonBody(body, status)
 
 
+# fast path: mirrors starlette.responses.JSONResponse; pinned by tests/unit/server/test_fastpaths.py::test_json_responses_carry_what_starlette_would
 class JsonBody(Response):
     """A JSON body with no headers of its own: the same response Starlette's `Response` builds (the same headers
     in the same order), without working them out for each one."""
@@ -51,6 +52,7 @@ _LENGTHS: dict[int, tuple[bytes, bytes]] = {}  # the content-length header of ea
 # 10,000 responses' headers, as shared tuples rather than copies
 
 
+# fast path: mirrors json.dumps; pinned by tests/unit/server/test_fastpaths.py::test_dumps_is_json_dumps
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # the C encoder (not in the stubs)
 _c_encode = (

@@ -20,6 +20,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_random.seed)  # a child does not repeat its parent's ids
 
 
+# fast path: mirrors uuid.uuid4; pinned by tests/unit/server/test_fastpaths.py::test_ids_have_the_bits_of_uuid4
 def uuid4_int() -> int:
     return (_bits(128) & _CLEAR) | _SET
 

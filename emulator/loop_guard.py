@@ -19,12 +19,11 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from emulator.exchange import Exchange, Failure
-from emulator.faults.kinds import BEHAVIOUR_KINDS
 from emulator.journal import Entry
 from emulator.names import TEST_ID_HEADER
 from emulator.specparse import INVALID, SpecReader
@@ -94,11 +93,11 @@ def _canonical(arguments: str) -> str:
         return arguments
 
 
-def _answered(entry: Entry) -> bool:
+def _answered(entry: Entry, answering_faults: Collection[str]) -> bool:
     """Whether the model answered (a misbehaving answer too): a request sent again after that is no SDK retry."""
     if entry.status is None or entry.status >= 400:
         return False
-    return entry.fault is None or entry.fault.split()[0] in BEHAVIOUR_KINDS
+    return entry.fault is None or entry.fault.split()[0] in answering_faults
 
 
 def state_digest(exchange: Exchange) -> str:
@@ -111,7 +110,8 @@ def state_digest(exchange: Exchange) -> str:
 class LoopWatch:
     """The guard's memory: each client's last state, how many times in a row it came, and the entry it was."""
 
-    def __init__(self) -> None:
+    def __init__(self, answering_faults: Collection[str] = ()) -> None:
+        self.answering_faults = answering_faults  # fault kinds after which the model still answered (behaviour)
         self._last: OrderedDict[str, tuple[str, int, Entry | None]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -125,7 +125,7 @@ class LoopWatch:
             same = 1
             if previous is not None and previous[0] == digest:
                 before = previous[2]
-                answered = before is None or _answered(before)
+                answered = before is None or _answered(before, self.answering_faults)
                 same = previous[1] + (0 if retry or not answered else 1)
             self._last[client] = (digest, same, entry)
             while len(self._last) > CLIENTS_KEPT:

@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# Makes redis-server present for the test suite (tests/test_scaling.py starts its own on a unix socket).
+# Makes redis-server present for the test suite (tests/e2e/test_scaling.py starts its own on a unix socket).
 # Installed with apt-get on Debian/Ubuntu when missing (as root, or through sudo); elsewhere a clear error.
 set -eu
 if command -v redis-server >/dev/null 2>&1; then

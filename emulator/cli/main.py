@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from emulator import __version__
 from emulator.cli import limits as cli_limits
 from emulator.cli import record, traffic
 from emulator.cli import report as cli_report
 from emulator.cli.options import (
-    PORT,
     FlagError,
     Parser,
+    add_log_flags,
+    add_server_flags,
     apply_environment,
     choice,
-    host,
     integer,
     option,
     text,
 )
-from emulator.config import LOG_LEVELS, METRICS_MODES, Settings, env_name
+from emulator.cli.serving import cannot_listen, runtime_or_none, serve_on, url_of
+from emulator.config import METRICS_MODES, Settings, env_name
 from emulator.profiles import PROFILES
-from emulator.server.request_log import LOG_FORMATS
-
-if TYPE_CHECKING:
-    from emulator.server.runtime import Runtime
 
 FALLBACKS = ("generate", "error")
 PROG = "tokenhub-emulator"
@@ -46,30 +41,6 @@ def _state_url(value: str) -> str:
     from emulator.state.url import checked_state_url
 
     return checked_state_url(value)
-
-
-def add_log_flags(parser: argparse.ArgumentParser) -> None:
-    option(
-        parser,
-        "--log-level",
-        default="info",
-        check=choice(LOG_LEVELS),
-        metavar="LEVEL",
-        help=f"what to log: {', '.join(LOG_LEVELS)}",
-    )
-    option(
-        parser,
-        "--log-format",
-        default="text",
-        check=choice(LOG_FORMATS),
-        metavar="FORMAT",
-        help="text (uvicorn's style, coloured on a terminal) or json (one object a line, for CI)",
-    )
-
-
-def add_server_flags(parser: argparse.ArgumentParser) -> None:
-    option(parser, "--host", default="127.0.0.1", check=host, metavar="ADDRESS", help="address to bind")
-    option(parser, "--port", default=8000, check=PORT, metavar="N", help="port to bind; 0 picks a free one")
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -254,7 +225,9 @@ def serve(settings: Settings) -> int:
 
         unusable = multiprocess_problem()
         if unusable is not None:
-            print(f"tokenhub-emulator: cannot serve /metrics: {unusable} (or start with --metrics off)", file=sys.stderr)
+            print(
+                f"tokenhub-emulator: cannot serve /metrics: {unusable} (or start with --metrics off)", file=sys.stderr
+            )
             return 2
     if settings.state is not None:
         problem = _unreachable(settings.state)
@@ -265,18 +238,18 @@ def serve(settings: Settings) -> int:
         try:
             sock = listening_socket(settings.host, settings.port)
         except OSError as exc:
-            return _cannot_listen(settings, exc)
+            return cannot_listen(settings, exc)
         return serve_on(settings, sock)
     from emulator.cli.workers import serve_workers
 
-    parent = _runtime(replace(settings, state=None))  # the scenarios checked once, before any worker starts
+    parent = runtime_or_none(replace(settings, state=None))  # the scenarios checked once, before any worker starts
     if parent is None:
         return 2
     try:
         sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
-        return _cannot_listen(settings, exc)
-    url = _url(sock)
+        return cannot_listen(settings, exc)
+    url = url_of(sock)
 
     def announce(embedded: str | None) -> None:
         print(f"tokenhub-emulator listening on {url}", flush=True)  # the first line: tools read the URL from it
@@ -310,63 +283,6 @@ def _shown_state(url: str | None) -> str:
     from emulator.state.url import shown_url
 
     return shown_url(url) if url else "in memory"
-
-
-def _cannot_listen(settings: Settings, exc: OSError) -> int:
-    print(f"tokenhub-emulator: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
-    return 1
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    shown_host = f"[{host}]" if ":" in host else host
-    return f"http://{shown_host}:{port}"
-
-
-def _runtime(settings: Settings) -> Runtime | None:
-    from emulator.scenarios import ScenarioError
-    from emulator.server.runtime import Runtime
-
-    try:
-        return Runtime.from_settings(settings)
-    except ScenarioError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
-
-
-def serve_on(settings: Settings, sock: socket.socket, announce: bool = True, worker: int | None = None) -> int:
-    """Serve on a bound socket: the whole server of one process (or of one of `--workers`)."""
-    import logging.config
-
-    from emulator.cli.banner import banner_lines, log_start
-    from emulator.server.app import build_app
-    from emulator.server.listener import GracefulServer, server_config, steady_gc
-    from emulator.server.request_log import logging_config
-
-    log_config = logging_config(settings.log_level, settings.log_format)
-    logging.config.dictConfig(log_config)
-    runtime = _runtime(settings)
-    if runtime is None:
-        return 2
-    url = _url(sock)
-    app = build_app(settings, runtime)
-    steady_gc()  # no collector pauses in the middle of timed streams
-    # the request log (emulator/server/request_log.py) writes one line per request instead of uvicorn's access log
-    config = server_config(app, settings, runtime.error_body, log_config=log_config, access_log=False)
-    if settings.watch:
-        from emulator.server.watch import WatchingServer
-
-        server: GracefulServer = WatchingServer(config, runtime)
-    else:
-        server = GracefulServer(config)
-    if announce:
-        print(f"tokenhub-emulator listening on {url}", flush=True)  # the first line: tools read the URL from it
-        if settings.log_format == "text" and logging.getLogger("tokenhub_emulator").isEnabledFor(logging.INFO):
-            print("\n".join(banner_lines(runtime, url)), flush=True)
-        log_start(runtime, url)
-    server.run(sockets=[sock])  # uvicorn picks the event loop (uvloop) as `uvicorn.run` would
-    return 0
 
 
 def validate(paths: Sequence[Path]) -> int:

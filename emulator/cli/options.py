@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from emulator.config import env_name
+from emulator.config import LOG_LEVELS, env_name
+from emulator.server.request_log import LOG_FORMATS
 
 Check = Callable[[str], Any]  # text → value; raises ValueError with what was expected
 
@@ -218,3 +219,27 @@ def writable_file(value: str) -> Path:
 
 
 PORT = integer(0, 65535, "a port")
+
+
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    option(
+        parser,
+        "--log-level",
+        default="info",
+        check=choice(LOG_LEVELS),
+        metavar="LEVEL",
+        help=f"what to log: {', '.join(LOG_LEVELS)}",
+    )
+    option(
+        parser,
+        "--log-format",
+        default="text",
+        check=choice(LOG_FORMATS),
+        metavar="FORMAT",
+        help="text (uvicorn's style, coloured on a terminal) or json (one object a line, for CI)",
+    )
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    option(parser, "--host", default="127.0.0.1", check=host, metavar="ADDRESS", help="address to bind")
+    option(parser, "--port", default=8000, check=PORT, metavar="N", help="port to bind; 0 picks a free one")

@@ -21,8 +21,17 @@ from emulator.record import DEFAULT_MAX_BYTES, DEFAULT_MAX_S, MODES
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from emulator.cli.main import add_log_flags, add_server_flags
-    from emulator.cli.options import choice, http_url, integer, number, option, variable_name, writable_file
+    from emulator.cli.options import (
+        add_log_flags,
+        add_server_flags,
+        choice,
+        http_url,
+        integer,
+        number,
+        option,
+        variable_name,
+        writable_file,
+    )
 
     record = commands.add_parser(
         "record",

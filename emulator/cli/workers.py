@@ -117,7 +117,7 @@ def worker_main(settings: Settings, sock: socket.socket, number: int, parent: in
     die_with_parent()
     if os.getppid() != parent:  # the parent died before the kernel was asked to say so
         sys.exit(1)
-    from emulator.cli.main import serve_on
+    from emulator.cli.serving import serve_on
 
     sys.exit(serve_on(settings, sock, announce=False, worker=number))
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the control API, served at /_emulator/openapi.json.
 
-Written by hand next to the handlers in control.py; tests/test_control_openapi.py checks that every route is
+Written by hand next to the handlers in control.py; tests/unit/control/test_openapi.py checks that every route is
 described and that real answers validate against the schemas given here.
 """
 

@@ -23,7 +23,7 @@ from typing import Any
 from emulator.errors import ApiError
 from emulator.protocols import anthropic_messages_models as m
 from emulator.protocols.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore
-from emulator.state.records import note
+from emulator.protocols.shared_turns import note
 
 DEFAULT_LIMIT = DEFAULT_LINKS
 CREATE_ONLY_FIELDS = ("system", "tools")  # a `continue` takes these from the thread
@@ -113,7 +113,7 @@ class ThreadStore(ChainedStore[_Turn]):
         )
 
     def adopt(self, record: Mapping[str, Any], continued: bool) -> None:
-        """A turn another replica kept (emulator/state/records.py), validated again as a request's parts."""
+        """A turn another replica kept (emulator/protocols/shared_turns.py), validated again as a request's parts."""
         parent = self._chains.get(record["previous"], record["test_id"]) if record.get("previous") else None
         parts = m.MessagesRequest.model_validate(
             {

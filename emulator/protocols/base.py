@@ -138,7 +138,7 @@ class Adapter:
         return False
 
     def adopt(self, record: Mapping[str, Any], continued: bool = False) -> None:
-        """Keep a stored turn another replica kept (emulator/state/records.py), oldest of a chain first;
+        """Keep a stored turn another replica kept (emulator/protocols/shared_turns.py), oldest of a chain first;
         `continued`: it has been continued already."""
 
     def mark_continued(self, key: str, test_id: str) -> None:

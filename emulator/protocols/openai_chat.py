@@ -289,6 +289,7 @@ def completion_json(shaped: Shaped, model: str, created: int | None = None) -> s
 
 _MESSAGE = '{"role":"assistant","content":%s,"refusal":%s'
 _CHOICE = '{"index":%d,"message":%s},"logprobs":null,"finish_reason":%s}'
+# fast path: mirrors completion_body dumped by json.dumps; pinned by tests/unit/server/test_fastpaths.py::test_a_completion_body_is_written_as_dumping_it_would
 _COMPLETION = '{"id":%s,"object":"chat.completion","created":%s,"model":%s,"choices":[%s],"usage":%s}'
 _USAGE_ANY = (
     '{"prompt_tokens":%s,"completion_tokens":%s,"total_tokens":%s,"prompt_tokens_details":{"cached_tokens":%s},'

@@ -826,10 +826,9 @@ class ResponsesAdapter(Adapter):
         _authenticated(request)
         response_id = request.path_params["response_id"]
         shared = request.app.state.runtime.shared
-        if shared is not None:  # stored on another replica, maybe
-            from emulator.state.conversations import fetch_chain
-
-            await fetch_chain(shared, self, "responses", response_id)
+        if shared is not None:  # stored on another replica, maybe: the turns this process lacks, oldest first
+            for record in await shared.chain("responses", response_id, self.holds):
+                self.adopt(record, continued=False)
         stored = self.store.get(response_id)
         if stored is None:
             raise _not_found(response_id)

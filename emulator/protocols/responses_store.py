@@ -17,7 +17,7 @@ from typing import Any
 
 from emulator.http import dumps
 from emulator.protocols.chain_store import DEFAULT_BYTES, DEFAULT_LINKS, ChainedStore, Item, Link
-from emulator.state.records import note
+from emulator.protocols.shared_turns import note
 
 DEFAULT_LIMIT = DEFAULT_LINKS
 Kept = tuple[bytes, int]  # the Response object as JSON, and how many of the link's items are its new input

@@ -212,6 +212,7 @@ class Delivery:
         return True
 
 
+# fast path: mirrors uvicorn.protocols.http.httptools_impl.RequestResponseCycle.send (chunked framing); pinned by tests/unit/test_fast_paths.py::test_the_upstream_code_each_fast_path_mirrors_is_unchanged
 class _Pump:
     """Writes each part at its deadline from loop callbacks, straight to the transport, in chunked framing."""
 

@@ -53,6 +53,7 @@ control_log = logging.getLogger("tokenhub_emulator.control")  # control API call
 Endpoint = Callable[[Request, Entry | None], Awaitable[ASGIApp]]
 
 
+# fast path: mirrors starlette.datastructures.Headers (get, getlist); pinned by tests/unit/server/test_fastpaths.py::test_a_repeated_header_keeps_every_value_where_it_did
 class RequestHeaders(dict[str, str]):
     """The headers of a request that repeats none of them, by name: a dict, so a lookup costs what a dict's does.
 
@@ -68,6 +69,7 @@ class RequestHeaders(dict[str, str]):
         return [] if value is None else [value]
 
 
+# fast path: mirrors starlette.requests.Request.__init__; pinned by tests/unit/test_fast_paths.py::test_the_upstream_code_each_fast_path_mirrors_is_unchanged
 class FrontRequest(Request):
     """The Request a protocol endpoint gets from the front: its headers are already read."""
 
@@ -113,6 +115,7 @@ class Front(Starlette):
         self.drain = Drain()  # open deliveries, told to finish when the server stops (emulator/server/delivery.py)
         self._handlers: tuple[dict[Any, Any], dict[int, Any]] = ({}, {})
 
+    # fast path: mirrors starlette.applications.Starlette.build_middleware_stack; pinned by tests/unit/test_fast_paths.py::test_the_upstream_code_each_fast_path_mirrors_is_unchanged
     def build_middleware_stack(self) -> ASGIApp:
         """Starlette's stack without its ServerErrorMiddleware: a crash is the front's to answer."""
         handlers = {key: value for key, value in self.exception_handlers.items() if key not in (500, Exception)}
@@ -198,6 +201,7 @@ class Front(Starlette):
                     try:
                         response = await endpoint(request, entry)
                         await response(scope, receive, send_out)
+                    # fast path: mirrors starlette._exception_handler.wrap_app_handling_exceptions; pinned by tests/unit/test_fast_paths.py::test_the_upstream_code_each_fast_path_mirrors_is_unchanged
                     except Exception as exc:  # the exception handlers, as Starlette's routes apply them
                         handler = self._handler_for(exc)
                         if handler is None:

@@ -27,6 +27,7 @@ from emulator.http import json_response, json_text_response, read_json
 from emulator.journal import Entry, elapsed_ms
 from emulator.names import TEST_ID_HEADER
 from emulator.protocols.base import Adapter
+from emulator.protocols.shared_turns import Record, kept_turns
 from emulator.ratelimit import Admission, Limiter, retry_headers
 from emulator.scenarios.actions import Decision
 from emulator.scenarios.regexes import MoveOffLoop, matching
@@ -39,7 +40,6 @@ from emulator.state import faults as shared_faults
 from emulator.state import limits as shared_limits
 from emulator.state.conversations import fetch_continued, share
 from emulator.state.counters import CountNeeded, Slot, given_counts
-from emulator.state.records import Record, kept_turns
 from emulator.state.redis_state import RedisState, Stale, StateUnavailable
 from emulator.timing import NO_TIMING, Plan, TimingSpec, seed_material, timing_from_headers
 from emulator.tokens import count_messages

@@ -18,6 +18,7 @@ from emulator.config import Settings
 from emulator.errors import ApiError
 from emulator.exchange import Failure
 from emulator.faults.book import FaultBook
+from emulator.faults.kinds import BEHAVIOUR_KINDS
 from emulator.generate import Generator
 from emulator.http import dumps
 from emulator.journal import SECRET_HEADERS, Entry, Journal
@@ -64,7 +65,7 @@ class Runtime:
     faults: FaultBook = field(default_factory=FaultBook)  # run-time faults, counters, what was injected
     shared: RedisState | None = field(default=None, repr=False)  # the state shared with other workers (--state)
     metrics: Metrics | None = None  # what GET /metrics counts; None: --metrics off
-    loops: LoopWatch = field(default_factory=LoopWatch)  # the agent-loop guard's memory of each client
+    loops: LoopWatch = field(default_factory=lambda: LoopWatch(BEHAVIOUR_KINDS))  # the agent-loop guard's memory
     _limiter: Limiter | None = field(default=None, repr=False)
     _context: tuple[Any, Context] | None = field(default=None, repr=False, compare=False)
 

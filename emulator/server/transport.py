@@ -69,6 +69,7 @@ def http_protocol(
             def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
                 super().connection_made(OneWrite(transport))  # type: ignore[arg-type]
 
+            # fast path: mirrors uvicorn.protocols.http.h11_impl.H11Protocol.handle_events; pinned by tests/unit/test_fast_paths.py::test_the_upstream_code_each_fast_path_mirrors_is_unchanged
             def handle_events(self) -> None:  # h11: the scope is built while handling events
                 super().handle_events()
                 scope = getattr(getattr(self, "cycle", None), "scope", None)
@@ -119,6 +120,7 @@ def _limited_protocol(base: type, limits: ConnectionLimits, error_body: ErrorBod
                         return
             super().data_received(data)
 
+        # fast path: mirrors uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_message_begin; pinned by tests/unit/test_fast_paths.py::test_the_upstream_code_each_fast_path_mirrors_is_unchanged
         def on_message_begin(self) -> None:  # a new request's scope is built here
             super().on_message_begin()
             self.scope["extensions"] = {TRANSPORT_EXTENSION: self.transport}

@@ -7,6 +7,6 @@ and `Runtime.shared` is None, so the request path pays nothing for this room.
 In Redis (`serve --state redis://…`, and `serve --workers N`): the same objects stay as each worker's copy,
 and `RedisState` (emulator/state/redis_state.py) shares what must be one for all workers and replicas:
 sequence counters (emulator/state/counters.py), queued failures, the journal, scenarios and faults loaded
-through the control API, stored conversations (emulator/state/records.py), rate-limit buckets
+through the control API, stored conversations (emulator/protocols/shared_turns.py), rate-limit buckets
 (emulator/state/limits.py). docs/scaling.md says what consistency each gets.
 """

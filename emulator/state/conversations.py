@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.protocols.base import Adapter
-from emulator.state.records import Record
+from emulator.protocols.shared_turns import Record
 from emulator.state.redis_state import RedisState
 
 CONTINUED = "continued"

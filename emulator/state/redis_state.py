@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -34,7 +34,27 @@ from emulator.state import scripts
 from emulator.state.url import shown_url
 
 if TYPE_CHECKING:
-    from emulator.server.runtime import Runtime
+    from emulator.faults.book import FaultBook
+    from emulator.scenarios.scoped_engine import ScopedEngine
+
+
+class ScenarioCount(Protocol):
+    @property
+    def from_files(self) -> int: ...
+
+
+class Runtime(Protocol):
+    """What syncing touches of the server's runtime (emulator/server/runtime.py), which comes after this layer."""
+
+    @property
+    def engine(self) -> ScopedEngine: ...
+    @property
+    def faults(self) -> FaultBook: ...
+    @property
+    def scenario_status(self) -> ScenarioCount: ...
+    def reset(self, test_id: str | None = None) -> None: ...
+    def replace_scenarios(self, scenarios: list[Scenario], from_files: int | None = None) -> None: ...
+    def set_overlay(self, test_id: str, scenarios: list[Scenario]) -> None: ...
 
 log = logging.getLogger("tokenhub_emulator.state")
 T = TypeVar("T")

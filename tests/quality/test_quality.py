@@ -1,0 +1,27 @@
+"""The code stays ruff clean and type-checks: lint and mypy run with the tests, so CI catches them.
+
+Run through this interpreter (`python -m ruff`, `python -m mypy`), so the checks use the pinned tools of the
+test environment and cannot skip themselves when neither is on PATH.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers.servers import ROOT
+
+
+def test_ruff_clean():
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_clean():
+    """Default strictness plus unused ignores (pyproject.toml [tool.mypy]); zero errors."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "emulator"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
