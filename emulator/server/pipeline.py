@@ -215,13 +215,14 @@ class Call:
 
     async def answer(self) -> ASGIApp:
         runtime, exchange, entry = self.runtime, self.exchange, self.entry
-        guard = runtime.engine.settings_for(exchange).loop_guard or runtime.settings.loop_guard
+        settings = runtime.engine.settings_for(exchange)  # the test's own scenarios' over the shared ones
+        guard = settings.loop_guard or runtime.settings.loop_guard
         if guard is not None:
             stop = runtime.loops.check(guard, exchange, entry)
             if stop is not None:  # a runaway agent: the configured error instead of another turn
                 self.note("loop_stopped")
                 return error_response(runtime, self.adapter, stop, entry)
-        faults, background = runtime.faults, runtime.engine.settings.faults
+        faults, background = runtime.faults, settings.faults
         fault = who = None
         if self.asked_fault is not None or faults.runtime or background:  # else there is nothing to count or draw
             who = Who.of(exchange)
@@ -233,7 +234,7 @@ class Call:
             if fault is not None and not fault.fault.spec.needs_reply:
                 if runtime.shared is not None:  # the faults this worker holds are still the shared ones
                     await runtime.shared.current(runtime)
-                return self.fault_response(fault, runtime.engine.settings_for(exchange).timing)
+                return self.fault_response(fault, settings.timing)
         budget = runtime.settings.match_budget_ms / 1000
         if runtime.shared is None:
             decision, shaped = await self.decide(budget)

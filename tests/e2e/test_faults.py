@@ -82,6 +82,18 @@ def test_a_background_fault_for_one_model(served: RunningServer) -> None:
     assert ask(served, "hi", "bg").status_code == 200
 
 
+def test_a_test_ids_own_scenario_brings_its_background_faults(served: RunningServer) -> None:
+    own = "settings:\n  faults:\n    - {error: 429, first: 1, message: this test's outage}\nrules: []\n"
+    with served.http(headers={"x-emulator-test-id": "own-bg"}) as client:
+        loaded = client.post("/_emulator/scenarios", content=own, headers={"content-type": "application/yaml"})
+        assert loaded.status_code in (200, 201), loaded.text
+    failed = ask(served, "hi", "own-bg")
+    assert failed.status_code == 429 and failed.json()["error"]["message"] == "this test's outage"
+    assert ask(served, "hi", "own-bg").status_code == 200  # first: 1
+    assert ask(served, "hi", "another-test").status_code == 200  # the test's own scenario is its own
+    assert ask(served, "hi", "own-bg", model="background-model").status_code == 503  # the shared background stays
+
+
 def test_a_rule_fault_with_a_pattern(served: RunningServer) -> None:
     assert [ask(served, "rule-fault", "rf").status_code for _ in range(2)] == [502, 200]
 
