@@ -35,12 +35,13 @@ def anyio_backend() -> str:
 SDK_MODULES = ("openai", "anthropic")
 
 
-# Where the long tests are, longest first: started first, they do not end a parallel run alone (xdist's
-# load scheduling, a few at a time (pyproject addopts), then evens out the many short unit tests behind them). A stable sort: any shuffle within is kept.
+# Where the long tests are, longest first. Started first, none ends a parallel run alone: under -n, xdist hands
+# tests out a few at a time (--maxschedchunk in pyproject's addopts) and the many short unit tests even it out.
+# A stable sort: any shuffle within a group is kept.
 LONG_FIRST = ("tests/e2e/test_docs.py", "tests/quality/", "tests/e2e/")
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
+@pytest.hookimpl(trylast=True)  # after any plugin that shuffles (pytest-randomly, if installed)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Long tests first; mark `sdk` every test whose module imports an official SDK: the set tools/sdk_drift.py
     reruns on new releases."""
