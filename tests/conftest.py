@@ -35,8 +35,17 @@ def anyio_backend() -> str:
 SDK_MODULES = ("openai", "anthropic")
 
 
+# Where the long tests are, longest first. Started first, none ends a parallel run alone: under -n, xdist hands
+# tests out a few at a time (--maxschedchunk in pyproject's addopts) and the many short unit tests even it out.
+# A stable sort: any shuffle within a group is kept.
+LONG_FIRST = ("tests/e2e/test_docs.py", "tests/quality/", "tests/e2e/")
+
+
+@pytest.hookimpl(trylast=True)  # after any plugin that shuffles (pytest-randomly, if installed)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `sdk` every test whose module imports an official SDK: the set tools/sdk_drift.py reruns on new releases."""
+    """Long tests first; mark `sdk` every test whose module imports an official SDK: the set tools/sdk_drift.py
+    reruns on new releases."""
+    items.sort(key=_long_first)
     for item in items:
         module = getattr(item, "module", None)
         names = vars(module).values() if module is not None else ()
@@ -48,3 +57,8 @@ def _from_sdk(value: object) -> bool:
     """An SDK module, or a class or function imported from one."""
     name = value.__name__ if isinstance(value, type(pytest)) else getattr(value, "__module__", None)
     return isinstance(name, str) and name.split(".")[0] in SDK_MODULES
+
+
+def _long_first(item: pytest.Item) -> int:
+    where = item.nodeid
+    return next((rank for rank, prefix in enumerate(LONG_FIRST) if where.startswith(prefix)), len(LONG_FIRST))

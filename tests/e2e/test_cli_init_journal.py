@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.helpers.servers import ROOT, RunningServer, start_server, stop_server
+from tests.helpers.subpytest import lean_pytest_environment
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -34,6 +35,7 @@ def test_init_writes_a_starter_that_validates_and_passes(tmp_path: Path) -> None
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,
+        env=lean_pytest_environment(),
         capture_output=True,
         text=True,
         timeout=120,

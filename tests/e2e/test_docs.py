@@ -16,6 +16,8 @@ that stands in for running it (`docker`: tests/e2e/test_docker.py and the Docker
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -33,7 +35,9 @@ import httpx
 import pytest
 import yaml
 
+from emulator.cli.main import main as cli_main
 from tests.helpers.servers import ROOT, own_environment
+from tests.helpers.subpytest import lean_pytest_environment
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?:<!-- docs-test: (?P<kind>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<text>.*?)^```\n", re.M | re.S)
@@ -176,6 +180,7 @@ class Session:
         env = self.env()
         if plugin:
             env.pop("TOKENHUB_EMULATOR_URL")
+            env = lean_pytest_environment(env)
         result = subprocess.run(command, cwd=self.folder, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, (
             f"{block.where}: {command[-1][:200]!r}\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
@@ -206,12 +211,17 @@ def validate(text: str, block: Block, session: Session, name: str = "") -> None:
     path = session.folder / (name or f"block-{block.line}.yaml")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "emulator", "validate", str(path)], cwd=session.folder, capture_output=True, text=True
-    )
-    assert result.returncode == 0 and "warning" not in result.stdout, (
-        f"{block.where}:\n{text}\n{result.stdout}{result.stderr}"
-    )
+    status, out, err = run_validate(path)
+    assert status == 0 and "warning" not in out, f"{block.where}:\n{text}\n{out}{err}"
+
+
+def run_validate(path: Path) -> tuple[int, str, str]:
+    """`tokenhub-emulator validate PATH` through the command's own entry point, in this process: a scenario
+    block is a file the user validates, and the docs hold dozens (a fresh interpreter each cost a second)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli_main(["validate", str(path)])
+    return status, out.getvalue(), err.getvalue()
 
 
 def check_scenario(block: Block, session: Session) -> None:
@@ -246,8 +256,8 @@ def check_broken_scenario(block: Block, session: Session) -> None:
     path = session.folder / name[1]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(block.text, encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "emulator", "validate", str(path)], capture_output=True, text=True)
-    assert result.returncode == 1, f"{block.where}: validate accepts it"
+    status, _, _ = run_validate(path)
+    assert status == 1, f"{block.where}: validate accepts it"
 
 
 def check_scenario_head(block: Block, session: Session) -> None:
@@ -517,7 +527,7 @@ def output_strict_fixture(block: Block, session: Session) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_weather.py"],
         cwd=session.folder,
-        env={k: v for k, v in session.env().items() if k != "TOKENHUB_EMULATOR_URL"},
+        env=lean_pytest_environment({k: v for k, v in session.env().items() if k != "TOKENHUB_EMULATOR_URL"}),
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from emulator.network_guard import BlockedNetworkError, NetworkGuard
+from tests.helpers.subpytest import lean_pytest_environment
 
 pytestmark = pytest.mark.sdk
 
@@ -60,7 +61,8 @@ def run_suite(tmp_path: Path, *args: str, ini: str = "") -> subprocess.Completed
     if ini:
         (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *args]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    env = lean_pytest_environment()
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def outcomes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:

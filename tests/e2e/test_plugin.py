@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.subpytest import lean_pytest_environment
+
 SCENARIO = """
 rules:
   - name: greet
@@ -143,10 +145,10 @@ def user_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     # -p no:cacheprovider: leave the folder as written; only installed plugins are loaded
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *args]
-    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_a_user_suite_passes_with_only_the_installed_plugin(user_suite):
@@ -157,6 +159,6 @@ def test_a_user_suite_passes_with_only_the_installed_plugin(user_suite):
 
 def test_the_user_suite_passes_under_xdist(user_suite):
     pytest.importorskip("xdist")
-    result = run_pytest(user_suite, "-n", "2")
+    result = run_pytest(user_suite, "-n", "2", env=lean_pytest_environment(None, "xdist.plugin"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "18 passed" in result.stdout

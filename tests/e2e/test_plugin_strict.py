@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.subpytest import lean_pytest_environment
+
 SCENARIO = """
 rules:
   - name: greet
@@ -39,7 +41,8 @@ def run_suite(tmp_path: Path, tests: str, *args: str, ini: str = "") -> subproce
     if ini:
         (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *args]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    env = lean_pytest_environment()
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def outcomes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
