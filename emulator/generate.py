@@ -354,6 +354,8 @@ class _SchemaValues:
             if len(result) >= count or self.values_left < 0:
                 break
             item = self.value(prefix[len(result)] if len(result) < len(prefix) else rest, depth + 1, name)
+            if self.values_left < 0:  # the budget ran out while making it (uniqueItems retries can): not kept
+                break
             if unique:
                 key = json.dumps(item, sort_keys=True)
                 if key in seen:

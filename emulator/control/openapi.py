@@ -138,7 +138,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
                 "additionalProperties": {"type": ["string", "number"], "pattern": "^[^\\r\\n\\u0000]*$"},
-                "description": "response headers: token names, latin-1 values on one line",
+                "description": "response headers: token names, values of visible ASCII on one line",
             },
         },
         required=[],

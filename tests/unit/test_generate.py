@@ -378,3 +378,11 @@ def test_json_schema_format_validates(schema: dict[str, Any]) -> None:
 def test_reasoning_comes_with_content() -> None:
     choice = generated_reply(exchange(user("Think about it"), reasoning=True), Generator(1)).choices[0]
     assert choice.reasoning and choice.content
+
+
+def test_unique_items_that_cannot_all_be_unique_stay_valid_when_the_budget_runs_out() -> None:
+    """Found by the fuzzer: unique arrays of unique arrays of "" spent the value budget on retries and kept a None."""
+    inner = {"type": "array", "items": {"type": "string", "maxLength": 0}, "maxItems": 3, "uniqueItems": True}
+    schema = {"type": "array", "items": inner, "maxItems": 3, "uniqueItems": True}
+    for key in range(20):
+        assert_valid(schema, Generator(0).from_schema(schema, key))

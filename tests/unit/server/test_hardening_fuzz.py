@@ -421,3 +421,11 @@ def test_control_still_alive(control_client):
     clean(control_client)
     assert control_client.get("/_emulator/health").json()["status"] == "ok"
     assert control_client.post("/v1/chat/completions", json=VALID_CHAT, headers=HEADERS).status_code == 200
+
+
+def test_a_scripted_header_value_beyond_visible_ascii_is_refused_naming_it(control_client):
+    """Found by the fuzzer: `\\x80` was queued, then broke the reply (clients decode such bytes differently)."""
+    clean(control_client)
+    queued = control_client.post("/_emulator/fail_next", json={"headers": {"x-note": "caf\u00e9"}, "status": 503})
+    assert queued.status_code == 400 and "x-note" in queued.text, queued.text
+    assert control_client.post("/v1/chat/completions", json=VALID_CHAT, headers=HEADERS).status_code == 200
