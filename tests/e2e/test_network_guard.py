@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from emulator.network_guard import BlockedNetworkError, NetworkGuard
-from tests.helpers.subpytest import lean_pytest_environment
+from tests.helpers.subpytest import outcomes, run_pytest_in
 
 pytestmark = pytest.mark.sdk
 
@@ -58,17 +57,7 @@ def test_other_hosts_are_not_blocked():
 
 def run_suite(tmp_path: Path, *args: str, ini: str = "") -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_suite.py").write_text("import socket\n" + textwrap.dedent(SUITE))
-    if ini:
-        (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *args]
-    env = lean_pytest_environment()
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-
-
-def outcomes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
-    return dict(
-        (name, status) for status, name in re.findall(r"^(PASSED|FAILED) test_suite\.py::(\w+)", result.stdout, re.M)
-    )
+    return run_pytest_in(tmp_path, *args, ini=ini)
 
 
 def test_blocked_network_fails_the_tests_that_reach_a_real_host(tmp_path: Path) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.subpytest import lean_pytest_environment
+from tests.helpers.subpytest import outcomes, run_pytest_in
 
 SCENARIO = """
 rules:
@@ -38,19 +37,7 @@ def ask(tokenhub_emulator, text, model="glm-5"):
 def run_suite(tmp_path: Path, tests: str, *args: str, ini: str = "") -> subprocess.CompletedProcess[str]:
     (tmp_path / "rules.yaml").write_text(SCENARIO)
     (tmp_path / "test_suite.py").write_text(HELPERS + textwrap.dedent(tests))
-    if ini:
-        (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *args]
-    env = lean_pytest_environment()
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-
-
-def outcomes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
-    """test name → PASSED / FAILED / ERROR, from the -rA summary."""
-    return dict(
-        (name, status)
-        for status, name in re.findall(r"^(PASSED|FAILED|ERROR) test_suite\.py::(\w+)", result.stdout, re.M)
-    )
+    return run_pytest_in(tmp_path, *args, ini=ini)
 
 
 STRICT_SUITE = """

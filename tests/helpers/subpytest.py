@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 PLUGIN = "emulator.pytest_plugin"  # what the tokenhub_emulator entry point (pyproject's pytest11) loads
 
@@ -18,3 +22,20 @@ def lean_pytest_environment(base: Mapping[str, str] | None = None, *plugins: str
     named = " ".join(f"-p {name}" for name in (PLUGIN, *plugins))
     env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} {named}".strip()
     return env
+
+
+def run_pytest_in(folder: Path, *args: str, ini: str = "") -> subprocess.CompletedProcess[str]:
+    """`python -m pytest -q -rA` in `folder` (a test file written there by the caller), in the lean environment;
+    `ini`: the lines of a pytest.ini to write first."""
+    if ini:
+        (folder / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", *args]
+    return subprocess.run(
+        command, cwd=folder, env=lean_pytest_environment(), capture_output=True, text=True, timeout=120
+    )
+
+
+def outcomes(result: subprocess.CompletedProcess[str], module: str = "test_suite.py") -> dict[str, str]:
+    """test name → PASSED / FAILED / ERROR, from the -rA summary of a run of `module`."""
+    pattern = rf"^(PASSED|FAILED|ERROR) {re.escape(module)}::(\w+)"
+    return {name: status for status, name in re.findall(pattern, result.stdout, re.M)}
